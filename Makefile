@@ -1,0 +1,58 @@
+# DeskPilot: `make demo` runs the main job on the bundled data; `make test` runs every test suite.
+# Both create or update the virtual environment in .venv first, so a fresh machine needs nothing else.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+PIP    := $(PY) -m pip --disable-pip-version-check --quiet
+
+.PHONY: help demo test lint format install install-dev bench clean
+
+help:
+	@echo "make demo    set up .venv and run the main job on the bundled data"
+	@echo "make test    set up .venv and run lint plus every test suite"
+	@echo "make lint    ruff, mypy (strict on src/) and the import-layer contract"
+	@echo "make bench   run the benchmarks under bench/"
+	@echo "make clean   remove the venv and generated state"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.installed-base: pyproject.toml | $(PY)
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PIP) install -e '.[dev]'
+	@touch $@ $(VENV)/.installed-base
+
+install: $(VENV)/.installed-base
+install-dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed-base
+	$(BIN)/deskpilot demo
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench data
+	$(BIN)/ruff format --check src tests bench data
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format src tests bench data
+	$(BIN)/ruff check --fix src tests bench data
+
+# pytest exits 5 when it collects nothing; that is reported, not treated as a failure.
+test: lint
+	$(BIN)/python -m pytest tests/unit tests/data tests/model tests/integration; \
+	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+bench: $(VENV)/.installed-dev
+	$(PIP) install -e '.[dev,bench]'
+	$(PY) bench/validate_bench.py
+	$(PY) bench/pii_bench.py
+
+clean:
+	rm -rf $(VENV) .deskpilot .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,74 @@
+"""The ``deskpilot`` command: the callback builds settings once and hands them to every command."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from deskpilot import __version__
+from deskpilot.cli import data_cmds, demo, snapshot_cmds
+from deskpilot.cli.common import EXIT_INTERNAL, EXIT_USAGE, AppState, exit_code_for
+from deskpilot.config import Settings
+from deskpilot.errors import DeskPilotError
+
+app = typer.Typer(
+    name="deskpilot",
+    help="DeskPilot: support-ticket triage with calibrated confidence and safe auto-routing.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("validate")(data_cmds.validate)
+app.command("redact")(data_cmds.redact)
+app.command("demo")(demo.demo)
+app.add_typer(snapshot_cmds.app, name="snapshot")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"deskpilot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None, typer.Option("--home", help="State folder [env DESKPILOT_HOME, default .deskpilot].")
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Build the settings once; every command reads them from the context."""
+    try:
+        settings = Settings() if home is None else Settings(home=home)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"error: invalid DESKPILOT_* settings: {problems}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    ctx.obj = AppState(settings=settings)
+
+
+def run() -> None:
+    """Console entry point: no traceback reaches the user unless DESKPILOT_DEBUG asks for one.
+
+    Typer handles usage errors itself (exit 2); commands turn DeskPilot's errors into exit codes; what is
+    left here is a safety net for errors raised outside a command and for bugs.
+    """
+    try:
+        app()
+    except DeskPilotError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        sys.exit(exit_code_for(exc))
+    except Exception as exc:
+        if os.environ.get("DESKPILOT_DEBUG"):
+            traceback.print_exc()
+        typer.echo(f"internal error: {type(exc).__name__}: {exc} (this is a bug in DeskPilot)", err=True)
+        sys.exit(EXIT_INTERNAL)

@@ -1,0 +1,1 @@
+"""Data layer: readers, the data contract, PII redaction, snapshots and splits."""

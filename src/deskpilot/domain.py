@@ -1,0 +1,98 @@
+"""Typed, immutable values that every layer passes around: tickets in, decisions out."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+DEFAULT_MODEL_NAME = "deskpilot-triage"
+
+_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))$")
+
+
+class Route(StrEnum):
+    """Where a ticket goes: straight to its queue, or to a person first."""
+
+    AUTO = "auto"
+    HUMAN = "human"
+
+
+class RolloutStage(StrEnum):
+    SHADOW = "shadow"
+    CANARY = "canary"
+    CHAMPION = "champion"
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A customer message as DeskPilot receives it (text already validated, maybe not yet redacted)."""
+
+    text: str
+    id: str | None = None
+    tenant: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IntentScore:
+    intent: str
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A model's answer for one text: the top intent and the runners-up, best first."""
+
+    intent: str
+    confidence: float
+    alternatives: tuple[IntentScore, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """A registered model version, addressed the way MLflow addresses it."""
+
+    name: str
+    version: str | None = None
+    alias: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("a ModelRef names exactly one of version or alias")
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}" if self.version else f"models:/{self.name}@{self.alias}"
+
+    @classmethod
+    def parse(cls, uri: str) -> ModelRef:
+        """Parse ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``; a ``ValueError`` names the shape."""
+        match = _MODEL_URI.match(uri.strip())
+        if match is None:
+            raise ValueError(
+                f"{uri!r} is not a model URI; expected models:/NAME/VERSION or models:/NAME@ALIAS"
+            )
+        return cls(name=match["name"], version=match["version"], alias=match["alias"])
+
+
+@dataclass(frozen=True, slots=True)
+class TriageDecision:
+    """What the service answers: a prediction, the routing verdict, and which model made it."""
+
+    request_id: str
+    prediction: Prediction
+    route: Route
+    model_version: str
+    reason: str = ""
+    fallback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """An agent's correction (or confirmation) of a past decision."""
+
+    request_id: str
+    correct_intent: str
+    tenant: str
+    received_at: datetime = field(compare=False, default_factory=lambda: datetime.now(UTC))

@@ -1,0 +1,91 @@
+"""One exception tree for DeskPilot, each class with a stable machine-readable ``code``.
+
+Callers (the CLI, the API's single error handler) map codes to exit statuses and HTTP statuses; the codes
+are part of the public contract and never change meaning once shipped.
+
+    DeskPilotError                       internal_error
+    ├── UsageError                       usage_error           the caller asked for something impossible
+    │   ├── DataFileNotFoundError        data_file_not_found
+    │   ├── UnsupportedFormatError       unsupported_format
+    │   └── ConfigError                  config_invalid
+    ├── DataError                        data_invalid          the data itself is wrong
+    │   ├── DataFormatError              data_malformed        unreadable: binary, bad delimiter, no header
+    │   ├── MissingColumnError           missing_column
+    │   ├── EmptyDatasetError            data_empty            no rows, or none left after filtering
+    │   └── ContractViolationError       contract_violation    rows break the data contract (has a report)
+    ├── SnapshotError                    snapshot_error
+    │   ├── SnapshotNotFoundError        snapshot_not_found
+    │   └── SnapshotCorruptError         snapshot_corrupt      stored bytes no longer match the digest
+    └── PiiConfigError                   pii_config_invalid    a custom PII pattern does not compile
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DeskPilotError(Exception):
+    """Base of every error DeskPilot raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire shape shared by the CLI's ``--json`` output and the HTTP API."""
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class UsageError(DeskPilotError):
+    code = "usage_error"
+
+
+class DataFileNotFoundError(UsageError):
+    code = "data_file_not_found"
+
+
+class UnsupportedFormatError(UsageError):
+    code = "unsupported_format"
+
+
+class ConfigError(UsageError):
+    code = "config_invalid"
+
+
+class DataError(DeskPilotError):
+    code = "data_invalid"
+
+
+class DataFormatError(DataError):
+    code = "data_malformed"
+
+
+class MissingColumnError(DataError):
+    code = "missing_column"
+
+
+class EmptyDatasetError(DataError):
+    code = "data_empty"
+
+
+class ContractViolationError(DataError):
+    code = "contract_violation"
+
+
+class SnapshotError(DeskPilotError):
+    code = "snapshot_error"
+
+
+class SnapshotNotFoundError(SnapshotError):
+    code = "snapshot_not_found"
+
+
+class SnapshotCorruptError(SnapshotError):
+    code = "snapshot_corrupt"
+
+
+class PiiConfigError(DeskPilotError):
+    code = "pii_config_invalid"
