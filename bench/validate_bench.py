@@ -99,7 +99,9 @@ def main() -> None:
         naive_problems = naive_check(paths["csv"], contract.max_text_length)
         naive_s = time.perf_counter() - start
 
-    print(f"rows: {args.rows:,}; row-by-row baseline on the CSV: {naive_s:.2f} s, {naive_problems:,} problems")
+    print(
+        f"rows: {args.rows:,}; row-by-row baseline on the CSV: {naive_s:.2f} s, {naive_problems:,} problems"
+    )
     print("| format | file MB | read s | check s | total s | rows/s | invalid rows | vs row-by-row |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_DATA = REPO_ROOT / "data" / "banking77" / "train.csv"
@@ -19,3 +24,31 @@ def labelled_rows(n_labels: int = 3, per_label: int = 6) -> list[dict[str, Any]]
         for label in range(n_labels)
         for i in range(per_label)
     ]
+
+
+def bundled_subset(labels: int = 8, per_label: int = 40, seed: int = 0) -> pd.DataFrame:
+    """A quick-to-train slice of the bundled data: ``per_label`` messages of the first ``labels`` intents."""
+    frame = pd.read_csv(BUNDLED_DATA)
+    keep = sorted(frame["category"].unique())[:labels]
+    parts = [frame[frame["category"] == label].sample(n=per_label, random_state=seed) for label in keep]
+    return pd.concat(parts, ignore_index=True).rename(columns={"category": "label"})
+
+
+DESKPILOT = Path(sys.executable).with_name("deskpilot")
+
+
+def run_cli(*args: str | Path, home: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``deskpilot`` console script as a user would, with its state under ``home``."""
+    env = {**os.environ, "DESKPILOT_HOME": str(home)}
+    env.pop("DESKPILOT_DEBUG", None)
+    env.pop("DESKPILOT_TRACKING_URI", None)
+    return subprocess.run(
+        [str(DESKPILOT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        input=stdin,
+        timeout=600,
+        check=False,
+    )

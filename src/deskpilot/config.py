@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deskpilot.domain import DEFAULT_MODEL_NAME
+
 
 class Settings(BaseSettings):
     """Where DeskPilot keeps its state and the defaults of the data contract."""
@@ -19,6 +21,30 @@ class Settings(BaseSettings):
     )
     min_examples_per_class: int = Field(default=5, ge=1, description="Fewest examples a label may have.")
 
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking/registry URI; default: a SQLite database under home."
+    )
+    model_name: str = Field(default=DEFAULT_MODEL_NAME, min_length=1, description="Registered model name.")
+    target_precision: float = Field(
+        default=0.97, gt=0.0, le=1.0, description="Precision the auto-routed share must keep on validation."
+    )
+
     @property
     def snapshot_dir(self) -> Path:
         return self.home / "snapshots"
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.home / "cache" / "models"
+
+    @property
+    def encoder_cache_dir(self) -> Path:
+        return self.home / "cache" / "encoders"

@@ -26,6 +26,21 @@ class RolloutStage(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingThreshold:
+    """Confidence at or above which a ticket is routed ``auto``, as chosen on validation data.
+
+    ``threshold`` is ``None`` when no threshold reached the target precision: nothing is routed ``auto``.
+    ``coverage`` and ``precision`` are what the threshold achieved on the ``n`` validation messages.
+    """
+
+    threshold: float | None
+    target_precision: float
+    coverage: float
+    precision: float | None
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
 class Ticket:
     """A customer message as DeskPilot receives it (text already validated, maybe not yet redacted)."""
 

@@ -7,7 +7,8 @@ are part of the public contract and never change meaning once shipped.
     ├── UsageError                       usage_error           the caller asked for something impossible
     │   ├── DataFileNotFoundError        data_file_not_found
     │   ├── UnsupportedFormatError       unsupported_format
-    │   └── ConfigError                  config_invalid
+    │   ├── ConfigError                  config_invalid
+    │   └── UnknownFamilyError           unknown_model_family
     ├── DataError                        data_invalid          the data itself is wrong
     │   ├── DataFormatError              data_malformed        unreadable: binary, bad delimiter, no header
     │   ├── MissingColumnError           missing_column
@@ -16,7 +17,12 @@ are part of the public contract and never change meaning once shipped.
     ├── SnapshotError                    snapshot_error
     │   ├── SnapshotNotFoundError        snapshot_not_found
     │   └── SnapshotCorruptError         snapshot_corrupt      stored bytes no longer match the digest
-    └── PiiConfigError                   pii_config_invalid    a custom PII pattern does not compile
+    ├── PiiConfigError                   pii_config_invalid    a custom PII pattern does not compile
+    ├── ModelError                       model_error
+    │   ├── ModelNotFoundError           model_not_found       no such registered model, version or alias
+    │   ├── ArtifactError                artifact_invalid      a model directory is missing files or corrupt
+    │   └── TrainingError                training_failed
+    └── RegistryError                    registry_error        the tracking/registry backend failed
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ class ConfigError(UsageError):
     code = "config_invalid"
 
 
+class UnknownFamilyError(UsageError):
+    code = "unknown_model_family"
+
+
 class DataError(DeskPilotError):
     code = "data_invalid"
 
@@ -89,3 +99,23 @@ class SnapshotCorruptError(SnapshotError):
 
 class PiiConfigError(DeskPilotError):
     code = "pii_config_invalid"
+
+
+class ModelError(DeskPilotError):
+    code = "model_error"
+
+
+class ModelNotFoundError(ModelError):
+    code = "model_not_found"
+
+
+class ArtifactError(ModelError):
+    code = "artifact_invalid"
+
+
+class TrainingError(ModelError):
+    code = "training_failed"
+
+
+class RegistryError(DeskPilotError):
+    code = "registry_error"

@@ -3,32 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.helpers import BUNDLED_DATA, REPO_ROOT, WriteRows, labelled_rows
-
-DESKPILOT = Path(sys.executable).with_name("deskpilot")
-
-
-def run(*args: str | Path, home: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DESKPILOT_HOME": str(home)}
-    env.pop("DESKPILOT_DEBUG", None)
-    return subprocess.run(
-        [str(DESKPILOT), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO_ROOT,
-        input=stdin,
-        timeout=120,
-        check=False,
-    )
+from tests.helpers import BUNDLED_DATA, WriteRows, labelled_rows, run_cli
 
 
 @pytest.fixture
@@ -37,11 +17,11 @@ def home(tmp_path: Path) -> Path:
 
 
 def test_bundled_data_meets_the_contract(home: Path) -> None:
-    result = run("validate", BUNDLED_DATA, "--label-column", "category", home=home)
+    result = run_cli("validate", BUNDLED_DATA, "--label-column", "category", home=home)
     assert result.returncode == 0, result.stderr
     assert "meets the contract" in result.stdout
     report = json.loads(
-        run("validate", BUNDLED_DATA, "--label-column", "category", "--json", home=home).stdout
+        run_cli("validate", BUNDLED_DATA, "--label-column", "category", "--json", home=home).stdout
     )
     assert report["ok"] is True
     assert report["rows"] == 10_003
@@ -52,12 +32,12 @@ def test_problem_file_exits_1_and_names_each_row(tmp_path: Path, home: Path) -> 
     path = tmp_path / "tickets.csv"
     rows = [*labelled_rows(2, 6), {"text": "  ", "label": "intent_0"}, {"text": "x" * 50, "label": ""}]
     pd.DataFrame(rows).to_csv(path, index=False)
-    result = run("validate", path, "--max-text-length", "40", home=home)
+    result = run_cli("validate", path, "--max-text-length", "40", home=home)
     assert result.returncode == 1
     assert f"{path}:14 [text]: empty after trimming" in result.stdout
     assert f"{path}:15 [text]: 50 characters; the limit is 40" in result.stdout
     assert f"{path}:15 [label]: empty after trimming" in result.stdout
-    payload = json.loads(run("validate", path, "--max-text-length", "40", "--json", home=home).stdout)
+    payload = json.loads(run_cli("validate", path, "--max-text-length", "40", "--json", home=home).stdout)
     rules = {v["rule"]: v for v in payload["violations"]}
     assert rules["text_empty"]["examples"][0]["line"] == 14
 
@@ -80,7 +60,7 @@ def test_malformed_files_get_a_clear_error_and_no_traceback(
 ) -> None:
     path = tmp_path / name
     path.write_bytes(content)
-    result = run("validate", path, home=home)
+    result = run_cli("validate", path, home=home)
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -91,7 +71,7 @@ def test_mixed_types_are_reported_per_line(tmp_path: Path, home: Path) -> None:
     path = tmp_path / "mixed.jsonl"
     lines = [json.dumps(r) for r in labelled_rows(2, 5)] + ['{"text": 12345, "label": "intent_0"}']
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    result = run("validate", path, home=home)
+    result = run_cli("validate", path, home=home)
     assert result.returncode == 1
     assert f"{path}:11 [text]: a int, expected a string" in result.stdout
 
@@ -102,7 +82,7 @@ def test_mixed_types_are_reported_per_line(tmp_path: Path, home: Path) -> None:
 )
 def test_usage_errors_exit_2(tmp_path: Path, home: Path, args: tuple[str, ...]) -> None:
     (tmp_path / "data.xlsx").write_bytes(b"PK")
-    result = run(*[str(tmp_path / a) if a.endswith((".csv", ".xlsx")) else a for a in args], home=home)
+    result = run_cli(*[str(tmp_path / a) if a.endswith((".csv", ".xlsx")) else a for a in args], home=home)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
 
@@ -113,31 +93,31 @@ def test_snapshot_lifecycle(tmp_path: Path, home: Path, write_rows: WriteRows) -
     first = write_rows("a.csv", rows)
     shuffled = write_rows("b.jsonl", rows[::-1])
 
-    created = run("snapshot", "create", first, "--json", home=home)
+    created = run_cli("snapshot", "create", first, "--json", home=home)
     assert created.returncode == 0, created.stderr
     meta = json.loads(created.stdout)
     assert meta["rows"] == 18
     assert meta["redactions"] == {"EMAIL": 1}
-    again = json.loads(run("snapshot", "create", shuffled, "--json", home=home).stdout)
+    again = json.loads(run_cli("snapshot", "create", shuffled, "--json", home=home).stdout)
     assert again["digest"] == meta["digest"]
 
     stored = pd.read_parquet(Path(meta["path"]) / "data.parquet")
     assert "jane.doe@example.com" not in " ".join(stored["text"])
     assert "please email me at <EMAIL> about my refund" in stored["text"].tolist()
 
-    listing = run("snapshot", "list", home=home)
+    listing = run_cli("snapshot", "list", home=home)
     assert listing.stdout.count(meta["digest"][:12]) == 1
     shown = json.loads(
-        run("snapshot", "show", meta["digest"][:10], "--seed", "3", "--json", home=home).stdout
+        run_cli("snapshot", "show", meta["digest"][:10], "--seed", "3", "--json", home=home).stdout
     )
     assert shown["split"]["leakage"]["clean"] is True
     assert shown["split"]["train_rows"] + shown["split"]["validation_rows"] == 18
-    assert run("snapshot", "verify", meta["digest"][:10], home=home).returncode == 0
+    assert run_cli("snapshot", "verify", meta["digest"][:10], home=home).returncode == 0
 
     data = Path(meta["path"]) / "data.parquet"
     data.chmod(0o644)
     stored.assign(label="intent_0").to_parquet(data, index=False)
-    tampered = run("snapshot", "verify", meta["digest"][:10], home=home)
+    tampered = run_cli("snapshot", "verify", meta["digest"][:10], home=home)
     assert tampered.returncode == 1
     assert "was modified" in tampered.stderr
 
@@ -146,28 +126,30 @@ def test_invalid_data_is_not_snapshotted_unless_asked(
     tmp_path: Path, home: Path, write_rows: WriteRows
 ) -> None:
     path = write_rows("a.csv", [*labelled_rows(2, 6), {"text": "", "label": "intent_1"}])
-    refused = run("snapshot", "create", path, home=home)
+    refused = run_cli("snapshot", "create", path, home=home)
     assert refused.returncode == 1
     assert "--drop-invalid" in refused.stderr
     snapshots = home / "snapshots"
     assert not snapshots.exists() or not any(snapshots.iterdir())
-    kept = run("snapshot", "create", path, "--drop-invalid", home=home)
+    kept = run_cli("snapshot", "create", path, "--drop-invalid", home=home)
     assert kept.returncode == 0
     assert "dropped 1 invalid rows" in kept.stdout
 
 
 def test_redact_reads_arguments_and_stdin(home: Path) -> None:
-    one = run("redact", "card 4111 1111 1111 1111, mail bob@example.org", home=home)
+    one = run_cli("redact", "card 4111 1111 1111 1111, mail bob@example.org", home=home)
     assert one.stdout.strip() == "card <CARD>, mail <EMAIL>"
-    many = run("redact", "--pii-pattern", "TICKET=TCK-[0-9]{6}", home=home, stdin="see TCK-123456\nnothing\n")
+    many = run_cli(
+        "redact", "--pii-pattern", "TICKET=TCK-[0-9]{6}", home=home, stdin="see TCK-123456\nnothing\n"
+    )
     assert many.stdout.splitlines() == ["see <TICKET>", "nothing"]
-    bad = run("redact", "x", "--pii-pattern", "BROKEN=([", home=home)
+    bad = run_cli("redact", "x", "--pii-pattern", "BROKEN=([", home=home)
     assert bad.returncode == 1
     assert "BROKEN" in bad.stderr
 
 
 def test_demo_runs_end_to_end(home: Path) -> None:
-    result = run("demo", home=home)
+    result = run_cli("demo", home=home)
     assert result.returncode == 0, result.stderr
     assert "demo complete" in result.stdout
     assert "texts shared between splits: 0" in result.stdout

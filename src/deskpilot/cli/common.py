@@ -14,7 +14,9 @@ import typer
 from deskpilot.config import Settings
 from deskpilot.data.contracts import DataContract
 from deskpilot.data.pii import CustomPattern, PiiRedactor
+from deskpilot.domain import ModelRef
 from deskpilot.errors import DeskPilotError, UsageError
+from deskpilot.registry.mlflow_registry import MlflowRegistry
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -92,6 +94,23 @@ def build_redactor(patterns: list[str] | None) -> PiiRedactor:
             raise UsageError(f"--pii-pattern {spec!r}: expected NAME=REGEX")
         custom.append(CustomPattern(name=name.strip(), pattern=regex))
     return PiiRedactor(custom_patterns=custom)
+
+
+def build_registry(settings: Settings) -> MlflowRegistry:
+    """The registry the settings point at; the SQLite file and artifact folder are created on first use."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return MlflowRegistry(
+        settings.resolved_tracking_uri,
+        artifact_root=settings.artifact_root,
+        cache_dir=settings.model_cache_dir,
+    )
+
+
+def parse_model_uri(uri: str) -> ModelRef:
+    try:
+        return ModelRef.parse(uri)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def emit_json(payload: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -12,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from deskpilot import __version__
-from deskpilot.cli import data_cmds, demo, snapshot_cmds
+from deskpilot.cli import data_cmds, demo, models_cmds, predict_cmds, snapshot_cmds, train_cmds
 from deskpilot.cli.common import EXIT_INTERNAL, EXIT_USAGE, AppState, exit_code_for
 from deskpilot.config import Settings
 from deskpilot.errors import DeskPilotError
@@ -26,8 +27,11 @@ app = typer.Typer(
 )
 app.command("validate")(data_cmds.validate)
 app.command("redact")(data_cmds.redact)
+app.command("train")(train_cmds.train)
+app.command("predict")(predict_cmds.predict)
 app.command("demo")(demo.demo)
 app.add_typer(snapshot_cmds.app, name="snapshot")
+app.add_typer(models_cmds.app, name="models")
 
 
 def _version(value: bool) -> None:
@@ -40,7 +44,7 @@ def _version(value: bool) -> None:
 def main(
     ctx: typer.Context,
     home: Annotated[
-        Path | None, typer.Option("--home", help="State folder [env DESKPILOT_HOME, default .deskpilot].")
+        Path | None, typer.Option("--home", help="State folder (env DESKPILOT_HOME; default .deskpilot).")
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
@@ -53,7 +57,16 @@ def main(
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         typer.echo(f"error: invalid DESKPILOT_* settings: {problems}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
+    quiet_third_party_logging()
     ctx.obj = AppState(settings=settings)
+
+
+def quiet_third_party_logging() -> None:
+    """MLflow narrates database migrations and draws progress bars on stderr; the CLI has its own output."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def run() -> None:

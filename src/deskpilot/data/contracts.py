@@ -348,7 +348,9 @@ def _check_conflicts(
         "identical texts carry different labels",
         mask,
         contract.label_column,
-        lambda p: "the same text has labels " + ", ".join(map(repr, label_sets[str(conflicting.at[p, "key"])])),
+        lambda p: (
+            "the same text has labels " + ", ".join(map(repr, label_sets[str(conflicting.at[p, "key"])]))
+        ),
     )
     agreeing = group[n_labels == 1]
     first_seen = pd.Series(agreeing.index, index=agreeing.index).groupby(agreeing["key"]).transform("min")

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -102,6 +103,57 @@ def read_table(path: Path | str) -> RawTable:
 def has_bad_bytes(values: pd.Series) -> pd.Series:
     """Cells that held bytes which are not valid UTF-8 (read with surrogate escapes)."""
     return values.map(lambda v: isinstance(v, str) and _ESCAPED_BYTE.search(v) is not None).astype(bool)
+
+
+def count_rows(path: Path | str) -> int:
+    """Cheap row count for progress bars: Parquet metadata, or newlines for text formats (an estimate when
+    texts contain quoted newlines)."""
+    path = Path(path)
+    _check_readable(path)
+    if detect_format(path) == "parquet":
+        return int(_open_parquet(path).metadata.num_rows)
+    with path.open("rb") as fh:
+        lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
+    return max(0, lines - (0 if detect_format(path) == "jsonl" else 1))
+
+
+def iter_batches(path: Path | str, batch_rows: int) -> Iterator[pd.DataFrame]:
+    """Stream a dataset in frames of at most ``batch_rows`` rows, for files larger than memory.
+
+    Cells are read as the file holds them (CSV as strings); a malformed file raises DataFormatError naming it.
+    """
+    path = Path(path)
+    _check_readable(path)
+    fmt = detect_format(path)
+    if fmt == "parquet":
+        for batch in _open_parquet(path).iter_batches(batch_size=batch_rows):
+            yield _to_pandas(pa.Table.from_batches([batch]))
+        return
+    _reject_binary(path, _read_head(path))
+    try:
+        if fmt == "jsonl":
+            yield from pd.read_json(path, lines=True, chunksize=batch_rows, dtype=False, encoding="utf-8")
+            return
+        reader = pd.read_csv(
+            path,
+            sep="\t" if fmt == "tsv" else ",",
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8",
+            encoding_errors="replace",
+            chunksize=batch_rows,
+        )
+        with reader:
+            for chunk in reader:
+                chunk.columns = [str(c).lstrip("\ufeff").strip() for c in chunk.columns]
+                yield chunk
+    except pd.errors.EmptyDataError as exc:
+        raise DataFormatError(f"{path}: no header and no rows", details={"file": str(path)}) from exc
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataFormatError(
+            f"{path}: cannot parse as {fmt.upper()}: {_parser_reason(exc)}", details={"file": str(path)}
+        ) from exc
 
 
 def write_table_atomic(frame: pd.DataFrame, path: Path | str) -> None:

@@ -1,0 +1,1 @@
+"""Batch scoring of files: streamed, atomic, local (Ray on the roadmap)."""

@@ -1,0 +1,88 @@
+"""``deskpilot predict``: batch scoring of a file with a registered model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from deskpilot.batch.predict import DEFAULT_BATCH_ROWS, score_file
+from deskpilot.cli.common import (
+    JsonOpt,
+    PiiPatternOpt,
+    TextColumnOpt,
+    build_redactor,
+    build_registry,
+    emit_json,
+    parse_model_uri,
+    reported_errors,
+    state,
+)
+from deskpilot.data.io import count_rows
+
+
+def predict(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option("--model", help="models:/NAME/VERSION or models:/NAME@ALIAS")],
+    input_path: Annotated[
+        Path, typer.Option("--input", help="Messages to score (.csv/.tsv/.jsonl/.parquet).")
+    ],
+    output_path: Annotated[
+        Path, typer.Option("--output", help="Where to write the scores (format by extension).")
+    ],
+    text_column: TextColumnOpt = "text",
+    id_column: Annotated[
+        str, typer.Option("--id-column", help="Column copied through as `id` when present.")
+    ] = "id",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Rows per model call.")
+    ] = DEFAULT_BATCH_ROWS,
+    pii_pattern: PiiPatternOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Score INPUT with MODEL into OUTPUT: intent, confidence, route and alternatives per row."""
+    settings = state(ctx).settings
+    with reported_errors(as_json=json_output):
+        ref = parse_model_uri(model)
+        total = count_rows(input_path)
+        triage = build_registry(settings).load(ref)
+        redactor = build_redactor(pii_pattern)
+        with Progress(
+            TextColumn("scoring"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+            disable=json_output,
+        ) as bar:
+            task = bar.add_task("score", total=total)
+            summary = score_file(
+                triage,
+                input_path,
+                output_path,
+                text_column=text_column,
+                id_column=id_column,
+                redact=lambda texts: [redactor.redact(t) for t in texts],
+                batch_rows=batch_size,
+                on_rows=lambda n: bar.advance(task, n),
+            )
+    result = {
+        "ok": True,
+        "model": model,
+        "output": str(summary.output),
+        "rows": summary.rows,
+        "auto_rows": summary.auto_rows,
+        "unscorable_rows": summary.unscorable_rows,
+        "seconds": round(summary.seconds, 3),
+        "rows_per_second": round(summary.rows_per_second, 1),
+    }
+    if json_output:
+        emit_json(result)
+        return
+    share = summary.auto_rows / summary.rows if summary.rows else 0.0
+    typer.echo(
+        f"scored {summary.rows:,} rows in {summary.seconds:.1f}s ({summary.rows_per_second:,.0f}/s): "
+        f"{summary.auto_rows:,} auto ({share:.1%}), {summary.unscorable_rows:,} unscorable → {summary.output}"
+    )

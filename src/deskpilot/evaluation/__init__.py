@@ -1,0 +1,1 @@
+"""Evaluation: metrics, selective prediction (coverage at a target precision), and later gates and reports."""

@@ -1,0 +1,1 @@
+"""Model families behind one Classifier interface, calibration, and the self-contained artifact format."""

@@ -1,0 +1,69 @@
+"""What DeskPilot needs from a model registry, independent of the backend that provides it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from deskpilot.domain import ModelRef
+from deskpilot.models.artifact import TriageModel
+
+ARTIFACT_KEY = "triage_model"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version: where it came from, how it scored, which aliases point at it."""
+
+    name: str
+    version: str
+    created_at: str
+    aliases: tuple[str, ...] = ()
+    run_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        return ModelRef(self.name, version=self.version).uri
+
+    @property
+    def family(self) -> str:
+        return self.tags.get("deskpilot.family", "?")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a training run logs beside the model: hyperparameters, metrics and lineage tags."""
+
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+class ModelRegistry(ABC):
+    @abstractmethod
+    def register(self, model: TriageModel, *, name: str, record: RunRecord) -> ModelVersion:
+        """Log the run and the artifact, then create a new version; nothing is registered on failure."""
+
+    @abstractmethod
+    def get(self, ref: ModelRef) -> ModelVersion:
+        """The version a URI names; :class:`ModelNotFoundError` if there is none."""
+
+    @abstractmethod
+    def load(self, ref: ModelRef) -> TriageModel:
+        """Fetch and load the artifact of a version."""
+
+    @abstractmethod
+    def versions(self, name: str | None = None) -> list[ModelVersion]:
+        """Every version (of ``name``, or of every model), newest first."""
+
+    @abstractmethod
+    def set_alias(self, name: str, alias: str, version: str) -> None: ...
+
+    @abstractmethod
+    def alias_version(self, name: str, alias: str) -> str | None:
+        """The version an alias points at, or ``None``."""

@@ -1,0 +1,238 @@
+"""The registry on MLflow: runs hold params, metrics and lineage; versions carry DeskPilot's tags and aliases.
+
+MLflow is imported lazily (it takes seconds to import), and every MLflow failure becomes a DeskPilot error
+with a code: a missing version or alias is ``model_not_found``, anything else ``registry_error``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from deskpilot import __version__
+from deskpilot.domain import ModelRef
+from deskpilot.errors import ArtifactError, ModelNotFoundError, RegistryError
+from deskpilot.models.artifact import TriageModel
+from deskpilot.registry.base import ARTIFACT_KEY, ModelRegistry, ModelVersion, RunRecord
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+EXPERIMENT = "deskpilot"
+_PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_model.py")
+_MAX_PARAM_LENGTH = 6000
+
+
+@contextmanager
+def _mlflow_errors(what: str) -> Iterator[None]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise ModelNotFoundError(f"{what}: not found in the registry", details={"what": what}) from exc
+        raise RegistryError(f"{what}: {exc.message}", details={"what": what}) from exc
+
+
+class MlflowRegistry(ModelRegistry):
+    """``tracking_uri`` is any MLflow URI (SQLite file, server URL); ``artifact_root`` is used for new
+    experiments on a local store, so artifacts land beside the database instead of the working directory."""
+
+    def __init__(
+        self, tracking_uri: str, *, artifact_root: Path | None = None, cache_dir: Path | None = None
+    ):
+        self.tracking_uri = tracking_uri
+        self._artifact_root = artifact_root
+        self._cache_dir = cache_dir
+        self._client_instance: MlflowClient | None = None
+
+    def _client(self) -> MlflowClient:
+        if self._client_instance is None:
+            import mlflow
+            from mlflow import MlflowClient
+
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
+            self._client_instance = MlflowClient(
+                tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+            )
+        return self._client_instance
+
+    def _experiment_id(self) -> str:
+        client = self._client()
+        with _mlflow_errors(f"experiment {EXPERIMENT!r}"):
+            experiment = client.get_experiment_by_name(EXPERIMENT)
+            if experiment is not None:
+                return str(experiment.experiment_id)
+            location = None
+            if self._artifact_root is not None:
+                self._artifact_root.mkdir(parents=True, exist_ok=True)
+                location = self._artifact_root.resolve().as_uri()
+            return str(client.create_experiment(EXPERIMENT, artifact_location=location))
+
+    def register(self, model: TriageModel, *, name: str, record: RunRecord) -> ModelVersion:
+        import mlflow
+
+        client = self._client()
+        experiment_id = self._experiment_id()
+        with _mlflow_errors("training run"):
+            run = client.create_run(experiment_id, tags=record.tags, run_name=f"{model.manifest.family}")
+        run_id = run.info.run_id
+        try:
+            with _mlflow_errors("training run"), tempfile.TemporaryDirectory() as tmp:
+                artifact = Path(tmp) / ARTIFACT_KEY
+                model.save(artifact)
+                client.log_batch(
+                    run_id,
+                    metrics=[_metric(k, v) for k, v in record.metrics.items()],
+                    params=[_param(k, v) for k, v in record.params.items()],
+                )
+                with mlflow.start_run(run_id=run_id):
+                    logged = mlflow.pyfunc.log_model(
+                        name="model",
+                        python_model=str(_PYFUNC_ENTRY),
+                        artifacts={ARTIFACT_KEY: str(artifact)},
+                        pip_requirements=[f"deskpilot=={__version__}"],
+                        signature=_signature(),
+                        input_example=pd.DataFrame({"text": ["my card has not arrived yet"]}),
+                    )
+                self._ensure_registered_model(name)
+                version = client.create_model_version(
+                    name, source=logged.model_uri, run_id=run_id, tags=_version_tags(model, record)
+                )
+        except BaseException:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        client.set_terminated(run_id, status="FINISHED")
+        return self.get(ModelRef(name, version=str(version.version)))
+
+    def _ensure_registered_model(self, name: str) -> None:
+        try:
+            with _mlflow_errors(f"registered model {name!r}"):
+                self._client().get_registered_model(name)
+        except ModelNotFoundError:
+            with _mlflow_errors(f"registered model {name!r}"):
+                self._client().create_registered_model(name)
+
+    def get(self, ref: ModelRef) -> ModelVersion:
+        client = self._client()
+        version = ref.version
+        if ref.alias is not None:
+            version = self.alias_version(ref.name, ref.alias)
+            if version is None:
+                raise ModelNotFoundError(f"{ref.uri}: no version of {ref.name!r} has the alias {ref.alias!r}")
+        with _mlflow_errors(ref.uri):
+            found = client.get_model_version(ref.name, str(version))
+        return self._to_version(found)
+
+    def load(self, ref: ModelRef) -> TriageModel:
+        import mlflow
+
+        version = self.get(ref)
+        self._client()
+        destination = None
+        if self._cache_dir is not None:
+            destination = self._cache_dir / version.name / version.version
+            if (destination / "artifacts" / ARTIFACT_KEY).is_dir():
+                return TriageModel.load(destination / "artifacts" / ARTIFACT_KEY)
+            destination.mkdir(parents=True, exist_ok=True)
+        with _mlflow_errors(version.uri):
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=version.uri, dst_path=None if destination is None else str(destination)
+            )
+        artifact = Path(path) / "artifacts" / ARTIFACT_KEY
+        if not artifact.is_dir():
+            raise ArtifactError(f"{version.uri}: the registered model has no DeskPilot artifact")
+        return TriageModel.load(artifact)
+
+    def versions(self, name: str | None = None) -> list[ModelVersion]:
+        client = self._client()
+        query = "" if name is None else f"name = '{name}'"
+        with _mlflow_errors("model versions"):
+            found = client.search_model_versions(query)
+            # search results leave aliases out; the registered model has them
+            aliases: dict[tuple[str, str], list[str]] = {}
+            for model_name in {v.name for v in found}:
+                for alias, version in (client.get_registered_model(model_name).aliases or {}).items():
+                    aliases.setdefault((model_name, str(version)), []).append(alias)
+        versions = [
+            replace(self._to_version(v), aliases=tuple(sorted(aliases.get((v.name, str(v.version)), []))))
+            for v in found
+        ]
+        return sorted(versions, key=lambda v: (v.name, int(v.version)), reverse=True)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        with _mlflow_errors(f"models:/{name}/{version}"):
+            self._client().set_registered_model_alias(name, alias, version)
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        try:
+            with _mlflow_errors(f"registered model {name!r}"):
+                aliases = self._client().get_registered_model(name).aliases or {}
+        except ModelNotFoundError:
+            return None
+        version = aliases.get(alias)
+        return None if version is None else str(version)
+
+    def _to_version(self, found: Any) -> ModelVersion:
+        metrics: dict[str, float] = {}
+        if found.run_id:
+            with _mlflow_errors(f"run {found.run_id}"):
+                metrics = dict(self._client().get_run(found.run_id).data.metrics)
+        created = datetime.fromtimestamp(found.creation_timestamp / 1000, tz=UTC)
+        return ModelVersion(
+            name=found.name,
+            version=str(found.version),
+            created_at=created.isoformat(timespec="seconds"),
+            aliases=tuple(sorted(found.aliases or ())),
+            run_id=found.run_id,
+            tags=dict(found.tags or {}),
+            metrics=metrics,
+        )
+
+
+def _version_tags(model: TriageModel, record: RunRecord) -> dict[str, str]:
+    manifest = model.manifest
+    routing = manifest.routing
+    tags = {
+        "deskpilot.family": manifest.family,
+        "deskpilot.classes": str(len(manifest.classes)),
+        "deskpilot.threshold": "none" if routing.get("threshold") is None else f"{routing['threshold']:.6f}",
+        "deskpilot.target_precision": str(routing.get("target_precision")),
+        "deskpilot.auto_coverage": f"{routing.get('coverage', 0.0):.4f}",
+    }
+    tags.update({k: v for k, v in record.tags.items() if k.startswith("deskpilot.")})
+    return tags
+
+
+def _signature() -> Any:
+    """What ``mlflow models serve`` accepts and returns: a ``text`` column in, intent/confidence/route out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "text")]),
+        outputs=Schema(
+            [ColSpec("string", "intent"), ColSpec("double", "confidence"), ColSpec("string", "route")]
+        ),
+    )
+
+
+def _metric(key: str, value: float) -> Any:
+    from mlflow.entities import Metric
+
+    return Metric(key=key, value=float(value), timestamp=int(datetime.now(UTC).timestamp() * 1000), step=0)
+
+
+def _param(key: str, value: Any) -> Any:
+    from mlflow.entities import Param
+
+    return Param(key=key, value=str(value)[:_MAX_PARAM_LENGTH])

@@ -1,0 +1,82 @@
+"""A training run on a snapshot: reproducible metrics, thresholds, lineage, registration, champion rule."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from deskpilot.data.contracts import DataContract, validate_table
+from deskpilot.data.io import read_table
+from deskpilot.data.snapshots import Snapshot, SnapshotStore
+from deskpilot.domain import ModelRef
+from deskpilot.errors import TrainingError
+from deskpilot.registry.base import CHAMPION
+from deskpilot.registry.memory import InMemoryRegistry
+from deskpilot.training.pipeline import train_and_register
+from deskpilot.training.run import TrainingConfig, train_on_snapshot
+from tests.helpers import REPO_ROOT, bundled_subset
+
+
+class NoRedaction:
+    def redact_many(self, texts: Iterable[str]) -> tuple[list[str], Counter[str]]:
+        return list(texts), Counter()
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    folder = tmp_path_factory.mktemp("data")
+    path = folder / "small.csv"
+    bundled_subset(labels=6, per_label=30).to_csv(path, index=False)
+    table = read_table(path)
+    return SnapshotStore(folder / "snaps").create(table, validate_table(table, DataContract()), NoRedaction())
+
+
+def test_same_data_seed_and_config_give_the_same_metrics(snapshot: Snapshot) -> None:
+    config = TrainingConfig(family="tfidf", seed=3)
+    first = train_on_snapshot(snapshot, config)
+    second = train_on_snapshot(snapshot, config)
+    drop = {"fit_seconds"}
+    assert {k: v for k, v in first.metrics.items() if k not in drop} == {
+        k: v for k, v in second.metrics.items() if k not in drop
+    }
+    assert first.model.manifest.routing == second.model.manifest.routing
+
+
+def test_run_records_lineage_and_routing(snapshot: Snapshot) -> None:
+    result = train_on_snapshot(snapshot, TrainingConfig(family="tfidf", seed=0, params={"c": 4.0}))
+    manifest = result.model.manifest
+    assert manifest.lineage["dataset_digest"] == snapshot.digest
+    assert manifest.lineage["params"]["c"] == 4.0
+    assert manifest.lineage["train_rows"] + manifest.lineage["validation_rows"] == 180
+    assert manifest.routing["target_precision"] == 0.97
+    assert 0.0 <= result.metrics["auto_coverage"] <= 1.0
+    assert result.metrics["accuracy"] > 0.8
+
+
+def test_bad_hyperparameter_is_a_training_error(snapshot: Snapshot) -> None:
+    with pytest.raises(TrainingError, match="bad parameters for the tfidf family"):
+        train_on_snapshot(snapshot, TrainingConfig(family="tfidf", params={"depth": 3}))
+
+
+def test_first_version_becomes_champion_only_once(snapshot: Snapshot) -> None:
+    registry = InMemoryRegistry()
+    config = TrainingConfig(family="tfidf")
+    first = train_and_register(snapshot, config, registry, name="m", code_dir=REPO_ROOT)
+    second = train_and_register(snapshot, config, registry, name="m", code_dir=REPO_ROOT)
+    assert first.became_champion
+    assert CHAMPION in first.version.aliases
+    assert not second.became_champion
+    assert registry.alias_version("m", CHAMPION) == first.version.version
+    assert [v.version for v in registry.versions("m")] == ["2", "1"]
+    assert second.version.tags["deskpilot.dataset_digest"] == snapshot.digest
+
+
+def test_registered_model_loads_and_predicts_the_same(snapshot: Snapshot, tmp_path: Path) -> None:
+    registry = InMemoryRegistry()
+    run = train_and_register(snapshot, TrainingConfig(family="tfidf"), registry, name="m", code_dir=REPO_ROOT)
+    loaded = registry.load(ModelRef.parse(run.version.uri))
+    texts = snapshot.frame["text"].head(5).tolist()
+    assert [p.intent for p in loaded.predict(texts)] == [p.intent for p in run.result.model.predict(texts)]
