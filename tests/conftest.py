@@ -28,3 +28,13 @@ def write_rows(tmp_path: Path) -> WriteRows:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def encoder_cache() -> Path:
+    """Exported ONNX encoders, kept across test runs (the first export takes about a minute)."""
+    from tests.helpers import REPO_ROOT
+
+    path = REPO_ROOT / ".cache" / "encoders"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -149,7 +149,10 @@ def test_redact_reads_arguments_and_stdin(home: Path) -> None:
 
 
 def test_demo_runs_end_to_end(home: Path) -> None:
-    result = run_cli("demo", home=home)
+    result = run_cli("demo", "--family", "tfidf", home=home)
     assert result.returncode == 0, result.stderr
     assert "demo complete" in result.stdout
     assert "texts shared between splits: 0" in result.stdout
+    assert "models:/deskpilot-triage/1: accuracy" in result.stdout
+    assert "sam@example.com" in result.stdout, "the scored file keeps the caller's own text"
+    assert "weather" in result.stdout

@@ -82,6 +82,7 @@ def train(
             validation_fraction=validation_fraction,
             target_precision=target_precision or settings.target_precision,
             params=parse_params(param),
+            cache_dir=settings.encoder_cache_dir,
         )
         say(f"validate {data}")
         table, report = load_and_validate(settings, data, text_column=text_column, label_column=label_column)

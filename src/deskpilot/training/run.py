@@ -6,10 +6,12 @@ same data, seed and configuration give the same validation metrics.
 
 from __future__ import annotations
 
+import inspect
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,7 @@ class TrainingConfig:
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION
     target_precision: float = DEFAULT_TARGET_PRECISION
     params: dict[str, Any] = field(default_factory=dict)
+    cache_dir: Path | None = None  # where exported encoders are cached; not a hyperparameter
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,11 @@ class TrainingResult:
 
 def build_classifier(config: TrainingConfig) -> Classifier:
     cls = family_class(config.family)
+    extra: dict[str, Any] = {}
+    if config.cache_dir is not None and "cache_dir" in inspect.signature(cls).parameters:
+        extra["cache_dir"] = config.cache_dir
     try:
-        return cls(**config.params)
+        return cls(**config.params, **extra)
     except TypeError as exc:
         raise TrainingError(f"bad parameters for the {config.family} family: {exc}") from exc
 

@@ -1,0 +1,64 @@
+"""Sentence embeddings from an exported ONNX encoder: onnxruntime + tokenizers, no torch.
+
+Texts are sorted by token length before batching, so each batch pads only to its own longest text; short
+support messages then cost a fraction of a fixed-length pass. The graph itself mean-pools and L2-normalizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+ENCODER_FILE = "encoder.onnx"
+ENCODER_INT8_FILE = "encoder.int8.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class OnnxSentenceEncoder:
+    def __init__(
+        self,
+        model_path: Path,
+        tokenizer_path: Path,
+        *,
+        max_length: int = 256,
+        batch_size: int = 64,
+        threads: int = 0,
+    ) -> None:
+        self.model_path = model_path
+        self.tokenizer_path = tokenizer_path
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_length=max_length)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.dimension = int(self._session.get_outputs()[0].shape[-1])
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length embeddings, one row per text, in input order."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        order = np.argsort(lengths, kind="stable")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            width = int(lengths[batch].max())
+            ids = np.zeros((batch.size, width), dtype=np.int64)
+            mask = np.zeros((batch.size, width), dtype=np.int64)
+            for row, index in enumerate(batch):
+                token_ids = encodings[index].ids
+                ids[row, : len(token_ids)] = token_ids
+                mask[row, : len(token_ids)] = 1
+            (embeddings,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
+            out[batch] = embeddings
+        return out
