@@ -58,6 +58,7 @@ def main(
         typer.echo(f"error: invalid DESKPILOT_* settings: {problems}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
     quiet_third_party_logging()
+    show_progress_logs()
     ctx.obj = AppState(settings=settings)
 
 
@@ -67,6 +68,16 @@ def quiet_third_party_logging() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def show_progress_logs() -> None:
+    """Long steps inside the library (fine-tuning epochs) report through logging; show them on stderr."""
+    logger = logging.getLogger("deskpilot")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("  · %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def run() -> None:

@@ -22,7 +22,7 @@ from deskpilot.cli.common import (
 from deskpilot.cli.data_cmds import render_report
 from deskpilot.cli.snapshot_cmds import load_and_validate, store_snapshot
 from deskpilot.errors import UsageError
-from deskpilot.models.artifact import FAMILIES
+from deskpilot.models.families import FAMILIES
 from deskpilot.training.pipeline import train_and_register
 from deskpilot.training.run import TrainingConfig
 

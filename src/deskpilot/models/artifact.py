@@ -3,12 +3,11 @@
 An artifact directory holds ``manifest.json`` (family, classes, routing threshold, lineage, validation
 metrics) and ``model/`` (the family's own files). :class:`TriageModel` wraps a loaded classifier with its
 threshold and turns texts into predictions and routes; batch scoring and the service both use it.
-Families are imported lazily by name, so loading a TF-IDF model never imports an ONNX or torch stack.
+Families are imported lazily by name (``deskpilot.models.families``).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,29 +21,11 @@ from deskpilot import __version__
 from deskpilot.domain import IntentScore, Prediction, Route, RoutingThreshold
 from deskpilot.errors import ArtifactError, UnknownFamilyError
 from deskpilot.models.base import Classifier
+from deskpilot.models.families import family_class
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MODEL_DIR = "model"
-FAMILIES: dict[str, str] = {
-    "tfidf": "deskpilot.models.tfidf:TfidfClassifier",
-    "embed": "deskpilot.models.embed:EmbeddingClassifier",
-    "finetune": "deskpilot.models.finetune:FinetunedClassifier",
-    "ensemble": "deskpilot.models.ensemble:EnsembleClassifier",
-}
-
-
-def family_class(family: str) -> type[Classifier]:
-    """The Classifier subclass of a family name; unknown names list the known ones."""
-    target = FAMILIES.get(family)
-    if target is None:
-        raise UnknownFamilyError(
-            f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}",
-            details={"family": family},
-        )
-    module_name, _, class_name = target.partition(":")
-    cls: type[Classifier] = getattr(importlib.import_module(module_name), class_name)
-    return cls
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ from deskpilot.data.splits import DEFAULT_VALIDATION_FRACTION, Split, split_fram
 from deskpilot.errors import TrainingError
 from deskpilot.evaluation.metrics import classification_metrics
 from deskpilot.evaluation.selective import DEFAULT_TARGET_PRECISION, pick_threshold
-from deskpilot.models.artifact import TriageModel, family_class
+from deskpilot.models.artifact import TriageModel
 from deskpilot.models.base import Classifier
+from deskpilot.models.families import family_class
 
 Progress = Callable[[str], None]
 
