@@ -7,6 +7,7 @@ calibrated the same way and the routing threshold means the same thing whichever
 
 from __future__ import annotations
 
+import inspect
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -45,9 +46,17 @@ class Classifier(ABC):
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
         """Uncalibrated logits, shape ``(len(texts), len(classes_))``."""
 
-    @abstractmethod
+    #: ``__init__`` arguments that say where to find things rather than how to learn (never persisted).
+    runtime_arguments: ClassVar[tuple[str, ...]] = ("cache_dir",)
+
     def get_params(self) -> dict[str, Any]:
-        """The hyperparameters given to ``__init__`` (JSON-serializable)."""
+        """The hyperparameters given to ``__init__``, read back by name as scikit-learn does."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {
+            name: getattr(self, name)
+            for name in names
+            if name != "self" and name not in self.runtime_arguments
+        }
 
     @abstractmethod
     def _save(self, directory: Path) -> None: ...
@@ -82,7 +91,7 @@ class Classifier(ABC):
         directory.mkdir(parents=True, exist_ok=True)
         state = {
             "family": self.family,
-            "params": self.get_params(),
+            "params": _jsonable(self.get_params()),
             "classes": [str(c) for c in self.classes_],
             "temperature": self.temperature_,
         }
@@ -108,3 +117,12 @@ def encode_labels(labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Sorted class names and each label's index into them."""
     classes, targets = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
     return classes.astype(object), targets
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples become lists (JSON has no tuples); ``__init__`` turns them back into tuples on load."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value

@@ -45,15 +45,6 @@ class EmbeddingClassifier(Classifier):
         self.batch_size = batch_size
         self.cache_dir = cache_dir
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "c": self.c,
-            "precision": self.precision,
-            "max_int8_drop": self.max_int8_drop,
-            "max_length": self.max_length,
-            "batch_size": self.batch_size,
-        }
-
     def fit(
         self,
         texts: Sequence[str],

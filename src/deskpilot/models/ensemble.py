@@ -41,9 +41,6 @@ class EnsembleClassifier(Classifier):
         self.combine = combine
         self.cache_dir = cache_dir
 
-    def get_params(self) -> dict[str, Any]:
-        return {"members": list(self.members), "member_params": self.member_params, "combine": self.combine}
-
     def fit(
         self,
         texts: Sequence[str],

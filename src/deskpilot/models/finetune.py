@@ -59,20 +59,6 @@ class FinetunedClassifier(Classifier):
         self.seed = seed
         self.threads = threads
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "epochs": self.epochs,
-            "learning_rate": self.learning_rate,
-            "batch_size": self.batch_size,
-            "max_length": self.max_length,
-            "warmup": self.warmup,
-            "weight_decay": self.weight_decay,
-            "patience": self.patience,
-            "max_minutes": self.max_minutes,
-            "seed": self.seed,
-            "threads": self.threads,
-        }
-
     def fit(
         self,
         texts: Sequence[str],

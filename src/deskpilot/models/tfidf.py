@@ -39,15 +39,6 @@ class TfidfClassifier(Classifier):
         self.char_min_df = char_min_df
         self.max_iter = max_iter
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "c": self.c,
-            "word_ngrams": list(self.word_ngrams),
-            "char_ngrams": list(self.char_ngrams),
-            "char_min_df": self.char_min_df,
-            "max_iter": self.max_iter,
-        }
-
     def fit(
         self,
         texts: Sequence[str],
