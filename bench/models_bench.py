@@ -3,8 +3,9 @@
 For each family: validation accuracy, macro-F1, ECE and auto-route coverage at 0.97 precision (threshold
 picked on the same seed-0 validation split), fit time, artifact size, in-process single-message latency
 (p50/p99) and batch throughput. Then the ONNX vs torch MiniLM encoder (speed and cosine agreement, fp32 and
-int8) and batch scoring of a file vs the model's raw batch throughput. The ensemble is built from the
-members trained here (weights fit on validation), so no member is trained twice.
+int8), and batch scoring of a file (read, PII redaction, predict, write) vs the model's raw batch
+throughput. The ensemble is built from the members trained here (weights fit on validation), so no member is
+trained twice.
 
     .venv/bin/python bench/models_bench.py [--families tfidf embed finetune] [--finetune-epochs 5]
 """
@@ -114,7 +115,8 @@ def file_scoring(model: TriageModel, texts: list[str], rows: int) -> dict[str, f
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp) / "in.csv", Path(tmp) / "out.csv"
         pd.DataFrame({"id": range(rows), "text": repeated}).to_csv(source, index=False)
-        summary = score_file(model, source, target)
+        redactor = PiiRedactor()
+        summary = score_file(model, source, target, redact=lambda texts: redactor.redact_many(texts)[0])
     start = time.perf_counter()
     for i in range(0, rows, 2048):
         model.predict(repeated[i : i + 2048])

@@ -26,7 +26,7 @@ class NotFittedError(RuntimeError):
 
 
 class Classifier(ABC):
-    """Text in, class scores out; subclasses implement fit, decision_function, get_params, _save, _load."""
+    """Text in, class scores out; subclasses implement ``fit``, ``_scores``, ``_save`` and ``_load``."""
 
     family: ClassVar[str]
     classes_: np.ndarray
@@ -43,8 +43,15 @@ class Classifier(ABC):
         """Learn from ``texts``/``labels``; ``validation`` is used only by families that stop early."""
 
     @abstractmethod
+    def _scores(self, texts: Sequence[str]) -> np.ndarray:
+        """The family's logits for a non-empty batch of texts."""
+
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
-        """Uncalibrated logits, shape ``(len(texts), len(classes_))``."""
+        """Uncalibrated logits, shape ``(len(texts), len(classes_))``; an empty batch gives zero rows."""
+        self._check_fitted()
+        if len(texts) == 0:
+            return np.zeros((0, len(self.classes_)))
+        return self._scores(texts)
 
     #: ``__init__`` arguments that say where to find things rather than how to learn (never persisted).
     runtime_arguments: ClassVar[tuple[str, ...]] = ("cache_dir",)

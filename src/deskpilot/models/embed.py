@@ -74,8 +74,8 @@ class EmbeddingClassifier(Classifier):
             known = [i for i, y in enumerate(validation[1]) if y in index]
             val_texts = [validation[0][i] for i in known]
             truth = np.array([index[validation[1][i]] for i in known])
-            acc32 = float((self._logits(fp32.encode(val_texts)).argmax(axis=1) == truth).mean())
-            acc8 = float((self._logits(int8.encode(val_texts)).argmax(axis=1) == truth).mean())
+            acc32 = float((self._head(fp32.encode(val_texts)).argmax(axis=1) == truth).mean())
+            acc8 = float((self._head(int8.encode(val_texts)).argmax(axis=1) == truth).mean())
             self.int8_accuracy_drop_ = acc32 - acc8
             chosen = "int8" if self.int8_accuracy_drop_ <= self.max_int8_drop else "fp32"
         self.precision_ = chosen
@@ -83,16 +83,15 @@ class EmbeddingClassifier(Classifier):
         self.encoder_ = self._encoder(encoder_file, encoder_dir / TOKENIZER_FILE)
         return self
 
-    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
-        self._check_fitted()
-        return self._logits(self.encoder_.encode(texts))
+    def _scores(self, texts: Sequence[str]) -> np.ndarray:
+        return self._head(self.encoder_.encode(texts))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """The sentence embeddings this model classifies (used by ensembles and retrieval)."""
         self._check_fitted()
         return self.encoder_.encode(texts)
 
-    def _logits(self, embeddings: np.ndarray) -> np.ndarray:
+    def _head(self, embeddings: np.ndarray) -> np.ndarray:
         logits: np.ndarray = embeddings.astype(np.float64) @ self.coef_.T + self.intercept_
         if logits.shape[1] == 1:
             logits = np.column_stack([np.zeros(len(logits)), logits[:, 0]])
@@ -104,6 +103,8 @@ class EmbeddingClassifier(Classifier):
         )
 
     def _save(self, directory: Path) -> None:
+        if self.encoder_.model_path is None:
+            raise ValueError("the embedding encoder has no file to save")
         shutil.copyfile(self.encoder_.model_path, directory / ENCODER_FILE)
         shutil.copyfile(self.encoder_.tokenizer_path, directory / TOKENIZER_FILE)
         np.savez(directory / HEAD_FILE, coef=self.coef_, intercept=self.intercept_)

@@ -19,16 +19,21 @@ TOKENIZER_FILE = "tokenizer.json"
 
 
 class OnnxSentenceEncoder:
+    """Runs a text → vector ONNX graph (sentence embeddings, or a fine-tuned classifier's logits).
+
+    ``model`` is a file, or the serialized graph itself for a model that was just exported in memory.
+    """
+
     def __init__(
         self,
-        model_path: Path,
+        model: Path | bytes,
         tokenizer_path: Path,
         *,
         max_length: int = 256,
         batch_size: int = 64,
         threads: int = 0,
     ) -> None:
-        self.model_path = model_path
+        self.model_path = model if isinstance(model, Path) else None
         self.tokenizer_path = tokenizer_path
         self.max_length = max_length
         self.batch_size = batch_size
@@ -39,7 +44,8 @@ class OnnxSentenceEncoder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        source = model if isinstance(model, bytes) else str(model)
+        self._session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self.dimension = int(self._session.get_outputs()[0].shape[-1])
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

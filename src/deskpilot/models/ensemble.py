@@ -95,8 +95,7 @@ class EnsembleClassifier(Classifier):
         self.weights_ = self._fit_weights(log_probs, targets)
         return self
 
-    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
-        self._check_fitted()
+    def _scores(self, texts: Sequence[str]) -> np.ndarray:
         return self._combine(self._member_log_probs(texts), self.weights_)
 
     def _member_log_probs(self, texts: Sequence[str]) -> np.ndarray:

@@ -101,11 +101,10 @@ class FinetunedClassifier(Classifier):
             network.load_state_dict(best_state)
         self.classes_ = classes
         self.temperature_ = 1.0
-        self._workdir = tempfile.TemporaryDirectory(prefix="deskpilot-finetune-")
-        workdir = Path(self._workdir.name)
-        _export(network, workdir / MODEL_FILE)
-        shutil.copyfile(source / TOKENIZER_FILE, workdir / TOKENIZER_FILE)
-        self.runner_ = self._runner(workdir)
+        with tempfile.TemporaryDirectory(prefix="deskpilot-finetune-") as workdir:
+            _export(network, Path(workdir) / MODEL_FILE)
+            exported = (Path(workdir) / MODEL_FILE).read_bytes()
+        self.runner_ = self._runner(exported, source / TOKENIZER_FILE)
         probe = list((val_texts or list(texts))[:256])
         self.onnx_max_abs_diff_ = float(
             np.abs(self._torch_logits(network, encode, probe) - self.decision_function(probe)).max()
@@ -197,23 +196,24 @@ class FinetunedClassifier(Classifier):
         predicted = self._torch_logits(network, encode, texts).argmax(axis=1)
         return float((predicted == targets).mean())
 
-    def _runner(self, directory: Path) -> OnnxSentenceEncoder:
-        return OnnxSentenceEncoder(
-            directory / MODEL_FILE, directory / TOKENIZER_FILE, max_length=self.max_length, batch_size=64
-        )
+    def _runner(self, model: Path | bytes, tokenizer: Path) -> OnnxSentenceEncoder:
+        self._onnx = model if isinstance(model, bytes) else None
+        return OnnxSentenceEncoder(model, tokenizer, max_length=self.max_length, batch_size=64)
 
-    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
-        self._check_fitted()
+    def _scores(self, texts: Sequence[str]) -> np.ndarray:
         return self.runner_.encode(texts).astype(np.float64)
 
     def _save(self, directory: Path) -> None:
-        shutil.copyfile(self.runner_.model_path, directory / MODEL_FILE)
+        if self.runner_.model_path is not None:
+            shutil.copyfile(self.runner_.model_path, directory / MODEL_FILE)
+        elif self._onnx is not None:
+            (directory / MODEL_FILE).write_bytes(self._onnx)
         shutil.copyfile(self.runner_.tokenizer_path, directory / TOKENIZER_FILE)
 
     @classmethod
     def _load(cls, directory: Path, params: dict[str, Any]) -> Self:
         model = cls(**params)
-        model.runner_ = model._runner(directory)
+        model.runner_ = model._runner(directory / MODEL_FILE, directory / TOKENIZER_FILE)
         return model
 
 

@@ -70,8 +70,7 @@ class TfidfClassifier(Classifier):
         self.temperature_ = 1.0
         return self
 
-    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
-        self._check_fitted()
+    def _scores(self, texts: Sequence[str]) -> np.ndarray:
         scores = np.asarray(self.pipeline_.decision_function(list(texts)), dtype=np.float64)
         if scores.ndim == 1:
             scores = np.column_stack([np.zeros_like(scores), scores])
