@@ -41,6 +41,13 @@ FORMATS_BY_SUFFIX: dict[str, Format] = {
 _SNIFF_BYTES = 64 * 1024
 _PARQUET_MAGIC = b"PAR1"
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+# Every cell as the text the file holds: no NA inference ("NA" stays "NA"), no type guessing.
+_CELLS_AS_TEXT: dict[str, Any] = {
+    "dtype": str,
+    "keep_default_na": False,
+    "na_filter": False,
+    "encoding": "utf-8",
+}
 
 
 @dataclass(frozen=True)
@@ -130,30 +137,17 @@ def iter_batches(path: Path | str, batch_rows: int) -> Iterator[pd.DataFrame]:
             yield _to_pandas(pa.Table.from_batches([batch]))
         return
     _reject_binary(path, _read_head(path))
-    try:
+    with _parse_errors(path, fmt):
         if fmt == "jsonl":
             yield from pd.read_json(path, lines=True, chunksize=batch_rows, dtype=False, encoding="utf-8")
             return
-        reader = pd.read_csv(
-            path,
-            sep="\t" if fmt == "tsv" else ",",
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            encoding="utf-8",
-            encoding_errors="replace",
-            chunksize=batch_rows,
-        )
-        with reader:
+        sep = "\t" if fmt == "tsv" else ","
+        with pd.read_csv(
+            path, sep=sep, encoding_errors="replace", chunksize=batch_rows, **_CELLS_AS_TEXT
+        ) as reader:
             for chunk in reader:
                 chunk.columns = [str(c).lstrip("\ufeff").strip() for c in chunk.columns]
                 yield chunk
-    except pd.errors.EmptyDataError as exc:
-        raise DataFormatError(f"{path}: no header and no rows", details={"file": str(path)}) from exc
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise DataFormatError(
-            f"{path}: cannot parse as {fmt.upper()}: {_parser_reason(exc)}", details={"file": str(path)}
-        ) from exc
 
 
 def write_table_atomic(frame: pd.DataFrame, path: Path | str) -> None:
@@ -259,20 +253,21 @@ def _header_names(raw: bytes, sep: str) -> list[str] | None:
 
 
 def _parse_with_pandas(path: Path, raw: bytes, sep: str, fmt: Format) -> pd.DataFrame:
-    try:
-        return pd.read_csv(
-            io.BytesIO(raw),
-            sep=sep,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            encoding="utf-8",
-            encoding_errors="surrogateescape",
-            skip_blank_lines=True,
+    with _parse_errors(path, fmt):
+        frame: pd.DataFrame = pd.read_csv(
+            io.BytesIO(raw), sep=sep, encoding_errors="surrogateescape", **_CELLS_AS_TEXT
         )
+    return frame
+
+
+@contextlib.contextmanager
+def _parse_errors(path: Path, fmt: Format) -> Iterator[None]:
+    """Parser exceptions become one DataFormatError that names the file and, where known, the line."""
+    try:
+        yield
     except pd.errors.EmptyDataError as exc:
         raise DataFormatError(f"{path}: no header and no rows", details={"file": str(path)}) from exc
-    except pd.errors.ParserError as exc:
+    except (pd.errors.ParserError, ValueError) as exc:
         raise DataFormatError(
             f"{path}: cannot parse as {fmt.upper()}: {_parser_reason(exc)}; check the delimiter and quoting",
             details={"file": str(path), "parser": str(exc).strip()},
