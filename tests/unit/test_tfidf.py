@@ -64,3 +64,10 @@ def test_load_refuses_foreign_types(data: tuple[list[str], list[str]], tmp_path:
     sio.dump({"payload": Path("/etc/passwd")}, tmp_path / "m" / PIPELINE_FILE)
     with pytest.raises(ValueError, match="types outside scikit-learn"):
         TfidfClassifier.load(tmp_path / "m")
+
+
+def test_fit_rejects_mismatched_or_single_label_input() -> None:
+    with pytest.raises(ValueError, match="3 texts but 2 labels"):
+        TfidfClassifier().fit(["a", "b", "c"], ["x", "y"])
+    with pytest.raises(ValueError, match="at least two distinct labels"):
+        TfidfClassifier().fit(["a", "b"], ["x", "x"])

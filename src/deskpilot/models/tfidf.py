@@ -39,13 +39,9 @@ class TfidfClassifier(Classifier):
         self.char_min_df = char_min_df
         self.max_iter = max_iter
 
-    def fit(
-        self,
-        texts: Sequence[str],
-        labels: Sequence[str],
-        *,
-        validation: tuple[Sequence[str], Sequence[str]] | None = None,
-    ) -> Self:
+    def _fit(
+        self, texts: list[str], labels: list[str], validation: tuple[Sequence[str], Sequence[str]] | None
+    ) -> None:
         classes, targets = encode_labels(labels)
         features = FeatureUnion(
             [
@@ -68,7 +64,6 @@ class TfidfClassifier(Classifier):
         self.pipeline_ = pipeline
         self.classes_ = classes
         self.temperature_ = 1.0
-        return self
 
     def _scores(self, texts: Sequence[str]) -> np.ndarray:
         scores = np.asarray(self.pipeline_.decision_function(list(texts)), dtype=np.float64)
