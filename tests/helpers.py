@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,28 @@ def labelled_rows(n_labels: int = 3, per_label: int = 6) -> list[dict[str, Any]]
         for label in range(n_labels)
         for i in range(per_label)
     ]
+
+
+class NoRedaction:
+    """A redactor that leaves text alone, for tests about something other than PII."""
+
+    def redact_many(self, texts: Iterable[str]) -> tuple[list[str], Counter[str]]:
+        return list(texts), Counter()
+
+
+def bundled_split(
+    labels: int, per_label: int, validation_per_label: int
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Train texts, train labels, validation texts, validation labels from a slice of the bundled data."""
+    frame = bundled_subset(labels=labels, per_label=per_label)
+    validation = frame.groupby("label").head(validation_per_label)
+    train = frame.drop(validation.index)
+    return (
+        train["text"].tolist(),
+        train["label"].tolist(),
+        validation["text"].tolist(),
+        validation["label"].tolist(),
+    )
 
 
 def bundled_subset(labels: int = 8, per_label: int = 40, seed: int = 0) -> pd.DataFrame:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -13,14 +11,9 @@ from deskpilot.data.contracts import DataContract, validate_table
 from deskpilot.data.io import read_table
 from deskpilot.data.snapshots import LABEL, TEXT, Snapshot, SnapshotStore
 from deskpilot.data.splits import find_leakage, split_frame
-from tests.helpers import BUNDLED_DATA
+from tests.helpers import BUNDLED_DATA, NoRedaction
 
 CONTRACT = DataContract(label_column="category")
-
-
-class NoRedaction:
-    def redact_many(self, texts: Iterable[str]) -> tuple[list[str], Counter[str]]:
-        return list(texts), Counter()
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -17,12 +15,7 @@ from deskpilot.registry.base import CHAMPION, RunRecord
 from deskpilot.registry.mlflow_registry import MlflowRegistry
 from deskpilot.training.pipeline import train_and_register
 from deskpilot.training.run import TrainingConfig, TrainingResult, train_on_snapshot
-from tests.helpers import REPO_ROOT, bundled_subset
-
-
-class NoRedaction:
-    def redact_many(self, texts: Iterable[str]) -> tuple[list[str], Counter[str]]:
-        return list(texts), Counter()
+from tests.helpers import REPO_ROOT, NoRedaction, bundled_subset
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from deskpilot.models.base import Classifier, NotFittedError
-from deskpilot.models.families import FAMILIES, family_class
-from tests.helpers import bundled_subset
+from deskpilot.models.families import FAMILIES, make_classifier
+from tests.helpers import bundled_split
 
 SMALL_PARAMS: dict[str, dict[str, object]] = {
     "tfidf": {"c": 5.0},
@@ -22,16 +22,11 @@ SMALL_PARAMS: dict[str, dict[str, object]] = {
 
 @pytest.fixture(scope="module")
 def data() -> tuple[list[str], list[str], list[str], list[str]]:
-    frame = bundled_subset(labels=3, per_label=16)
-    val = frame.groupby("label").head(4)
-    train = frame.drop(val.index)
-    return train["text"].tolist(), train["label"].tolist(), val["text"].tolist(), val["label"].tolist()
+    return bundled_split(3, 16, 4)
 
 
 def make(family: str, cache: Path) -> Classifier:
-    cls = family_class(family)
-    extra = {"cache_dir": cache} if family in ("embed", "ensemble") else {}
-    return cls(**SMALL_PARAMS[family], **extra)  # type: ignore[arg-type]
+    return make_classifier(family, SMALL_PARAMS[family], cache_dir=cache)
 
 
 def test_every_family_is_covered() -> None:

@@ -10,7 +10,7 @@ import pytest
 from deskpilot.models.embed import EmbeddingClassifier
 from deskpilot.models.encoder import ENCODER_FILE, ENCODER_INT8_FILE, TOKENIZER_FILE, OnnxSentenceEncoder
 from deskpilot.models.encoder_export import ensure_encoder, reference_embeddings
-from tests.helpers import bundled_subset
+from tests.helpers import NoRedaction, bundled_split, bundled_subset
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +20,7 @@ def encoder_dir(encoder_cache: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def split() -> tuple[list[str], list[str], list[str], list[str]]:
-    frame = bundled_subset(labels=8, per_label=30)
-    val = frame.groupby("label").head(6)
-    train = frame.drop(val.index)
-    return train["text"].tolist(), train["label"].tolist(), val["text"].tolist(), val["label"].tolist()
+    return bundled_split(8, 30, 6)
 
 
 def test_onnx_encoder_agrees_with_the_torch_model(encoder_dir: Path) -> None:
@@ -84,16 +81,11 @@ def test_forced_int8_is_honoured(
 
 
 def test_training_run_is_reproducible(encoder_cache: Path, tmp_path: Path) -> None:
-    from collections import Counter
 
     from deskpilot.data.contracts import DataContract, validate_table
     from deskpilot.data.io import read_table
     from deskpilot.data.snapshots import SnapshotStore
     from deskpilot.training.run import TrainingConfig, train_on_snapshot
-
-    class NoRedaction:
-        def redact_many(self, texts: list[str]) -> tuple[list[str], Counter[str]]:
-            return list(texts), Counter()
 
     bundled_subset(labels=6, per_label=20).to_csv(tmp_path / "d.csv", index=False)
     table = read_table(tmp_path / "d.csv")

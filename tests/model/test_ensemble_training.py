@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +12,7 @@ from deskpilot.data.snapshots import SnapshotStore
 from deskpilot.models.artifact import TriageModel
 from deskpilot.models.ensemble import EnsembleClassifier
 from deskpilot.training.run import TrainingConfig, train_on_snapshot
-from tests.helpers import bundled_subset
-
-
-class NoRedaction:
-    def redact_many(self, texts: list[str]) -> tuple[list[str], Counter[str]]:
-        return list(texts), Counter()
+from tests.helpers import NoRedaction, bundled_subset
 
 
 def test_tfidf_plus_embed_ensemble(encoder_cache: Path, tmp_path: Path) -> None:

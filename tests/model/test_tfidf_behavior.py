@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +20,13 @@ from deskpilot.data.snapshots import LABEL, TEXT, Snapshot, SnapshotStore
 from deskpilot.domain import Route
 from deskpilot.models.artifact import TriageModel
 from deskpilot.training.run import TrainingConfig, train_on_snapshot
-from tests.helpers import BUNDLED_DATA
+from tests.helpers import BUNDLED_DATA, NoRedaction
 
 CASES = [
     json.loads(line)
     for line in (Path(__file__).parent / "cases" / "banking77.jsonl").read_text().splitlines()
 ]
 HELD_OUT = ["card_swallowed", "terminate_account", "age_limit", "exchange_via_app", "lost_or_stolen_phone"]
-
-
-class NoRedaction:
-    def redact_many(self, texts: Iterable[str]) -> tuple[list[str], Counter[str]]:
-        return list(texts), Counter()
 
 
 def snapshot_of(path: Path, root: Path) -> Snapshot:

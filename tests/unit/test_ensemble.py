@@ -8,15 +8,12 @@ import numpy as np
 import pytest
 
 from deskpilot.models.ensemble import EnsembleClassifier
-from tests.helpers import bundled_subset
+from tests.helpers import bundled_split
 
 
 @pytest.fixture(scope="module")
 def split() -> tuple[list[str], list[str], list[str], list[str]]:
-    frame = bundled_subset(labels=5, per_label=30)
-    val = frame.groupby("label").head(8)
-    train = frame.drop(val.index)
-    return train["text"].tolist(), train["label"].tolist(), val["text"].tolist(), val["label"].tolist()
+    return bundled_split(5, 30, 8)
 
 
 @pytest.mark.parametrize("combine", ["logpool", "mean"])

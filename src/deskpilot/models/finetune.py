@@ -16,7 +16,6 @@ import random
 import shutil
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -25,10 +24,10 @@ import numpy as np
 
 from deskpilot.models.base import Classifier, encode_labels
 from deskpilot.models.encoder import TOKENIZER_FILE, OnnxSentenceEncoder
+from deskpilot.models.encoder_export import export_text_graph, mean_pool
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "classifier.onnx"
-OPSET = 17
 
 
 class FinetunedClassifier(Classifier):
@@ -98,7 +97,7 @@ class FinetunedClassifier(Classifier):
         self.classes_ = classes
         self.temperature_ = 1.0
         with tempfile.TemporaryDirectory(prefix="deskpilot-finetune-") as workdir:
-            _export(network, Path(workdir) / MODEL_FILE)
+            export_text_graph(network, Path(workdir) / MODEL_FILE, output_name="logits")
             exported = (Path(workdir) / MODEL_FILE).read_bytes()
         self.runner_ = self._runner(exported, source / TOKENIZER_FILE)
         probe = list((val_texts or list(texts))[:256])
@@ -223,39 +222,7 @@ def _build_network(encoder: Any, n_classes: int) -> Any:
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-            logits: torch.Tensor = self.head(pooled)
+            logits: torch.Tensor = self.head(mean_pool(hidden, attention_mask))
             return logits
 
     return MeanPooledClassifier()
-
-
-def _export(network: Any, path: Path) -> None:
-    import onnx
-    import torch
-
-    network.eval()
-    example = (torch.ones((2, 8), dtype=torch.long), torch.ones((2, 8), dtype=torch.long))
-    raw = path.with_suffix(".raw.onnx")
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore"
-        )  # tracer notes on constant shape checks; tests compare outputs instead
-        torch.onnx.export(
-            network,
-            example,
-            str(raw),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["logits"],
-            dynamic_axes={
-                "input_ids": {0: "batch", 1: "sequence"},
-                "attention_mask": {0: "batch", 1: "sequence"},
-                "logits": {0: "batch"},
-            },
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    onnx.save_model(onnx.load_model(str(raw), load_external_data=True), str(path))
-    for leftover in path.parent.glob(f"{raw.name}*"):
-        leftover.unlink()

@@ -6,7 +6,6 @@ same data, seed and configuration give the same validation metrics.
 
 from __future__ import annotations
 
-import inspect
 import random
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from deskpilot.evaluation.metrics import classification_metrics
 from deskpilot.evaluation.selective import DEFAULT_TARGET_PRECISION, pick_threshold
 from deskpilot.models.artifact import TriageModel
 from deskpilot.models.base import Classifier
-from deskpilot.models.families import family_class
+from deskpilot.models.families import make_classifier
 
 Progress = Callable[[str], None]
 
@@ -47,12 +46,8 @@ class TrainingResult:
 
 
 def build_classifier(config: TrainingConfig) -> Classifier:
-    cls = family_class(config.family)
-    extra: dict[str, Any] = {}
-    if config.cache_dir is not None and "cache_dir" in inspect.signature(cls).parameters:
-        extra["cache_dir"] = config.cache_dir
     try:
-        return cls(**config.params, **extra)
+        return make_classifier(config.family, config.params, cache_dir=config.cache_dir)
     except TypeError as exc:
         raise TrainingError(f"bad parameters for the {config.family} family: {exc}") from exc
 
