@@ -47,7 +47,7 @@ format: $(VENV)/.installed-dev
 
 # pytest exits 5 when it collects nothing; that is reported, not treated as a failure.
 test: lint
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/unit tests/data tests/model tests/integration; \
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/unit tests/data tests/model tests/integration tests/browser; \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 bench: $(VENV)/.installed-dev

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +40,31 @@ def encoder_cache() -> Path:
     path = REPO_ROOT / ".cache" / "encoders"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards.
+
+    Created beside the one ``DESKPILOT_TEST_DATABASE_URL`` names, whose role needs CREATEDB (`.ci/run` sets
+    both up). Skips when the variable is unset, unless ``DESKPILOT_REQUIRE_POSTGRES=1`` makes that fail.
+    """
+    base = os.environ.get("DESKPILOT_TEST_DATABASE_URL")
+    if not base:
+        if os.environ.get("DESKPILOT_REQUIRE_POSTGRES"):
+            pytest.fail("DESKPILOT_REQUIRE_POSTGRES is set but DESKPILOT_TEST_DATABASE_URL is not")
+        pytest.skip("no PostgreSQL: DESKPILOT_TEST_DATABASE_URL is not set")
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    url = sa.make_url(base)
+    name = f"{url.database}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from deskpilot.domain import DEFAULT_MODEL_NAME
 
@@ -28,10 +30,30 @@ class Settings(BaseSettings):
     target_precision: float = Field(
         default=0.97, gt=0.0, le=1.0, description="Precision the auto-routed share must keep on validation."
     )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description="API keys from configuration: TENANT:KEY pairs, comma-separated or a JSON list.",
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: object) -> object:
+        """``DESKPILOT_API_KEYS=a:k1,b:k2`` is easier to set than a JSON list; both work."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @property
     def snapshot_dir(self) -> Path:
         return self.home / "snapshots"
+
+    @property
+    def keys_file(self) -> Path:
+        return self.home / "keys.jsonl"
 
     @property
     def resolved_tracking_uri(self) -> str:

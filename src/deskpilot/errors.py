@@ -8,6 +8,8 @@ are part of the public contract and never change meaning once shipped.
     │   ├── DataFileNotFoundError        data_file_not_found
     │   ├── UnsupportedFormatError       unsupported_format
     │   ├── ConfigError                  config_invalid
+    │   │   ├── PolicyError              policy_invalid        a gate policy file is malformed (file:line)
+    │   │   └── SuiteError               behavioral_suite_invalid   a behavioral suite file is malformed
     │   └── UnknownFamilyError           unknown_model_family
     ├── DataError                        data_invalid          the data itself is wrong
     │   ├── DataFormatError              data_malformed        unreadable: binary, bad delimiter, no header
@@ -22,7 +24,10 @@ are part of the public contract and never change meaning once shipped.
     │   ├── ModelNotFoundError           model_not_found       no such registered model, version or alias
     │   ├── ArtifactError                artifact_invalid      a model directory is missing files or corrupt
     │   └── TrainingError                training_failed
-    └── RegistryError                    registry_error        the tracking/registry backend failed
+    ├── RegistryError                    registry_error        the tracking/registry backend failed
+    └── StoreError                       store_error           the decision/feedback store failed
+        ├── StoreUnavailableError        store_unavailable     the database cannot be reached; retry later
+        └── StoreNotFoundError           not_found             no such request for this tenant
 """
 
 from __future__ import annotations
@@ -59,6 +64,14 @@ class UnsupportedFormatError(UsageError):
 
 class ConfigError(UsageError):
     code = "config_invalid"
+
+
+class PolicyError(ConfigError):
+    code = "policy_invalid"
+
+
+class SuiteError(ConfigError):
+    code = "behavioral_suite_invalid"
 
 
 class UnknownFamilyError(UsageError):
@@ -119,3 +132,17 @@ class TrainingError(ModelError):
 
 class RegistryError(DeskPilotError):
     code = "registry_error"
+
+
+class StoreError(DeskPilotError):
+    code = "store_error"
+
+
+class StoreUnavailableError(StoreError):
+    code = "store_unavailable"
+
+
+class StoreNotFoundError(StoreError):
+    """Also raised for another tenant's request, so that a tenant cannot probe for other tenants' ids."""
+
+    code = "not_found"

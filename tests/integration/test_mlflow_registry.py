@@ -11,7 +11,7 @@ from deskpilot.data.io import read_table
 from deskpilot.data.snapshots import SnapshotStore
 from deskpilot.domain import ModelRef
 from deskpilot.errors import ModelNotFoundError, RegistryError
-from deskpilot.registry.base import CHAMPION, RunRecord
+from deskpilot.registry.base import CHALLENGER, CHAMPION, RunRecord
 from deskpilot.registry.mlflow_registry import MlflowRegistry
 from deskpilot.training.pipeline import train_and_register
 from deskpilot.training.run import TrainingConfig, TrainingResult, train_on_snapshot
@@ -103,7 +103,12 @@ def test_pipeline_sets_champion_once(tmp_path: Path, trained: tuple[TrainingResu
     first = train_and_register(snapshot, config, registry, name="triage", code_dir=REPO_ROOT)  # type: ignore[arg-type]
     second = train_and_register(snapshot, config, registry, name="triage", code_dir=REPO_ROOT)  # type: ignore[arg-type]
     assert first.version.aliases == (CHAMPION,)
-    assert second.version.aliases == ()
+    assert second.version.aliases == (CHALLENGER,)
     listed = registry.versions("triage")
-    assert [(v.version, v.aliases) for v in listed] == [("2", ()), ("1", (CHAMPION,))]
+    assert [(v.version, v.aliases) for v in listed] == [("2", (CHALLENGER,)), ("1", (CHAMPION,))]
+    assert listed[0].tags["deskpilot.gate"] == "pass"
+    card = registry.document("triage", "2", "model_card.md")
+    assert card is not None
+    assert "## Gate decision" in card
+    assert "models:/triage/1" in card
     assert listed[0].tags["deskpilot.git_commit"] != ""

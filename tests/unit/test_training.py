@@ -11,7 +11,7 @@ from deskpilot.data.io import read_table
 from deskpilot.data.snapshots import Snapshot, SnapshotStore
 from deskpilot.domain import ModelRef
 from deskpilot.errors import TrainingError
-from deskpilot.registry.base import CHAMPION
+from deskpilot.registry.base import CHALLENGER, CHAMPION
 from deskpilot.registry.memory import InMemoryRegistry
 from deskpilot.training.pipeline import train_and_register
 from deskpilot.training.run import TrainingConfig, train_on_snapshot
@@ -62,6 +62,9 @@ def test_first_version_becomes_champion_only_once(snapshot: Snapshot) -> None:
     assert first.became_champion
     assert CHAMPION in first.version.aliases
     assert not second.became_champion
+    assert second.decision.passed  # the same data and seed: not significantly different
+    assert second.alias == CHALLENGER
+    assert registry.alias_version("m", CHALLENGER) == second.version.version
     assert registry.alias_version("m", CHAMPION) == first.version.version
     assert [v.version for v in registry.versions("m")] == ["2", "1"]
     assert second.version.tags["deskpilot.dataset_digest"] == snapshot.digest

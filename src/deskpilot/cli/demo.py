@@ -20,9 +20,11 @@ from deskpilot.cli.common import (
     state,
 )
 from deskpilot.cli.data_cmds import render_report
+from deskpilot.cli.eval_cmds import resolve_suite
 from deskpilot.cli.snapshot_cmds import load_and_validate, split_summary, store_snapshot
 from deskpilot.cli.train_cmds import CODE_DIR
 from deskpilot.domain import ModelRef
+from deskpilot.evaluation.policy import load_policy
 from deskpilot.registry.base import CHAMPION
 from deskpilot.training.pipeline import train_and_register
 from deskpilot.training.run import TrainingConfig
@@ -67,6 +69,7 @@ def demo(
             f"{summary['leakage']['overlapping_texts']}"
         )
         registry = build_registry(settings)
+        policy, suite = load_policy(None), resolve_suite(data, None)
         for step, family in enumerate(chosen, start=3):
             typer.echo(f"[{step}/{steps}] train {family}")
             run = train_and_register(
@@ -75,13 +78,16 @@ def demo(
                 registry,
                 name=settings.model_name,
                 code_dir=CODE_DIR,
+                policy=policy,
+                suite=suite,
                 progress=lambda message: typer.echo(f"  · {message}"),
             )
             m = run.result.metrics
             typer.echo(
                 f"  {run.version.uri}: accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.2%}, "
                 f"auto {m['auto_coverage']:.1%} at ≥{settings.target_precision:.0%} precision, "
-                f"fit {run.result.fit_seconds:.0f}s" + (" (champion)" if run.became_champion else "")
+                f"fit {run.result.fit_seconds:.0f}s; gate {run.decision.outcome}"
+                + (f" -> {run.alias}" if run.alias else "")
             )
         typer.echo(f"[{steps}/{steps}] score sample messages with {settings.model_name}@{CHAMPION}")
         champion = registry.load(ModelRef(settings.model_name, alias=CHAMPION))

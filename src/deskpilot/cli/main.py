@@ -13,7 +13,16 @@ import typer
 from pydantic import ValidationError
 
 from deskpilot import __version__
-from deskpilot.cli import data_cmds, demo, models_cmds, predict_cmds, snapshot_cmds, train_cmds
+from deskpilot.cli import (
+    data_cmds,
+    demo,
+    eval_cmds,
+    keys_cmds,
+    models_cmds,
+    predict_cmds,
+    snapshot_cmds,
+    train_cmds,
+)
 from deskpilot.cli.common import EXIT_INTERNAL, EXIT_USAGE, AppState, exit_code_for
 from deskpilot.config import Settings
 from deskpilot.errors import DeskPilotError
@@ -28,10 +37,13 @@ app = typer.Typer(
 app.command("validate")(data_cmds.validate)
 app.command("redact")(data_cmds.redact)
 app.command("train")(train_cmds.train)
+app.command("evaluate")(eval_cmds.evaluate_command)
+app.command("gate")(eval_cmds.gate_command)
 app.command("predict")(predict_cmds.predict)
 app.command("demo")(demo.demo)
 app.add_typer(snapshot_cmds.app, name="snapshot")
 app.add_typer(models_cmds.app, name="models")
+app.add_typer(keys_cmds.app, name="keys")
 
 
 def _version(value: bool) -> None:

@@ -1,4 +1,4 @@
-"""``deskpilot models list|show``: what the registry holds and where each version came from."""
+"""``deskpilot models list|show|card``: what the registry holds and where each version came from."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from deskpilot.cli.common import JsonOpt, build_registry, emit_json, parse_model_uri, reported_errors, state
+from deskpilot.errors import ModelNotFoundError
 from deskpilot.registry.base import ModelVersion
+from deskpilot.training.pipeline import MODEL_CARD, REPORT_MD
 
 app = typer.Typer(help="Inspect registered models.", no_args_is_help=True)
 
@@ -23,6 +25,7 @@ def _summary(version: ModelVersion) -> dict[str, object]:
         "val_accuracy": version.metrics.get("val_accuracy"),
         "val_macro_f1": version.metrics.get("val_macro_f1"),
         "val_auto_coverage": version.metrics.get("val_auto_coverage"),
+        "gate": version.tags.get("deskpilot.gate"),
     }
 
 
@@ -77,6 +80,12 @@ def show(
     commit = version.tags.get("deskpilot.git_commit", "?")
     short = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
     typer.echo(f"  code        deskpilot {version.tags.get('deskpilot.version', '?')} @ {short}")
+    gate = version.tags.get("deskpilot.gate")
+    if gate is not None:
+        typer.echo(
+            f"  gate        {gate.upper()} vs {version.tags.get('deskpilot.gate_champion', '?')}: "
+            f"{version.tags.get('deskpilot.gate_reason', '')}"
+        )
     typer.echo("  validation")
     for key in sorted(version.metrics):
         typer.echo(f"    {key:<26} {version.metrics[key]:.4f}")
@@ -84,3 +93,22 @@ def show(
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
+
+
+@app.command("card")
+def card(
+    ctx: typer.Context,
+    model_uri: Annotated[str, typer.Argument(help="models:/NAME/VERSION or models:/NAME@ALIAS")],
+    report: Annotated[
+        bool, typer.Option("--report", help="Print the stored Markdown evaluation report instead.")
+    ] = False,
+) -> None:
+    """Print the model card (or the evaluation report) stored with a version when it was registered."""
+    filename = REPORT_MD if report else MODEL_CARD
+    with reported_errors():
+        registry = build_registry(state(ctx).settings)
+        version = registry.get(parse_model_uri(model_uri))
+        text = registry.document(version.name, version.version, filename)
+        if text is None:
+            raise ModelNotFoundError(f"{version.uri}: no {filename} was stored with this version")
+    typer.echo(text, nl=False)

@@ -20,8 +20,10 @@ from deskpilot.cli.common import (
     state,
 )
 from deskpilot.cli.data_cmds import render_report
+from deskpilot.cli.eval_cmds import SuiteOpt, resolve_suite
 from deskpilot.cli.snapshot_cmds import load_and_validate, store_snapshot
 from deskpilot.errors import UsageError
+from deskpilot.evaluation.policy import load_policy
 from deskpilot.models.families import FAMILIES
 from deskpilot.training.pipeline import train_and_register
 from deskpilot.training.run import TrainingConfig
@@ -60,6 +62,10 @@ def train(
     param: Annotated[
         list[str] | None, typer.Option("--param", help="Hyperparameter KEY=VALUE; repeatable.")
     ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Gate policy (YAML) [default: the packaged policy].")
+    ] = None,
+    suite: SuiteOpt = None,
     pii_pattern: PiiPatternOpt = None,
     drop_invalid: Annotated[
         bool, typer.Option("--drop-invalid", help="Train on the valid rows only.")
@@ -84,6 +90,8 @@ def train(
             params=parse_params(param),
             cache_dir=settings.encoder_cache_dir,
         )
+        rules = load_policy(policy)
+        behavioral = resolve_suite(data, suite)
         say(f"validate {data}")
         table, report = load_and_validate(settings, data, text_column=text_column, label_column=label_column)
         if not report.ok and not drop_invalid:
@@ -99,6 +107,8 @@ def train(
             build_registry(settings),
             name=name or settings.model_name,
             code_dir=CODE_DIR,
+            policy=rules,
+            suite=behavioral,
             progress=say,
         )
     metrics = run.result.metrics
@@ -109,6 +119,7 @@ def train(
                 "ok": True,
                 "uri": run.version.uri,
                 "aliases": list(run.version.aliases),
+                "gate": run.decision.to_dict(),
                 "family": model,
                 "dataset_digest": snapshot.digest,
                 "metrics": metrics,
@@ -124,6 +135,11 @@ def train(
         f"ECE {metrics['ece']:.4f}, auto {metrics['auto_coverage']:.1%} at ≥{config.target_precision:.0%} "
         f"precision (threshold {threshold}); fit {run.result.fit_seconds:.1f}s"
     )
-    if run.became_champion:
-        say("first version of this model: it is now the champion")
+    typer.echo(run.decision.table(), err=True)
+    if run.alias is None:
+        say(f"gate FAILED: {run.decision.reason()}; registered without an alias")
+    elif run.became_champion:
+        say("gate passed; first version of this model: it is now the champion")
+    else:
+        say("gate passed: it is the challenger (promote it through rollout)")
     typer.echo(run.version.uri)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ from deskpilot.domain import ModelRef
 from deskpilot.models.artifact import TriageModel
 
 ARTIFACT_KEY = "triage_model"
+DOCUMENTS_DIR = "documents"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
@@ -42,6 +44,7 @@ class RunRecord:
     params: dict[str, Any]
     metrics: dict[str, float]
     tags: dict[str, str]
+    documents: dict[str, str] = field(default_factory=dict)  # file name -> text, stored with the run
 
 
 class ModelRegistry(ABC):
@@ -67,3 +70,23 @@ class ModelRegistry(ABC):
     @abstractmethod
     def alias_version(self, name: str, alias: str) -> str | None:
         """The version an alias points at, or ``None``."""
+
+    @abstractmethod
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove an alias; removing one that does not exist is not an error."""
+
+    @abstractmethod
+    def annotate(
+        self,
+        name: str,
+        version: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        documents: Mapping[str, str] | None = None,
+        description: str | None = None,
+    ) -> None:
+        """Add tags, documents (file name -> text) or a description to an existing version."""
+
+    @abstractmethod
+    def document(self, name: str, version: str, filename: str) -> str | None:
+        """A document stored with a version (at registration or by :meth:`annotate`), or ``None``."""

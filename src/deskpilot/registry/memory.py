@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +19,7 @@ class InMemoryRegistry(ModelRegistry):
         self._artifacts: dict[tuple[str, str], Path] = {}
         self._versions: dict[tuple[str, str], ModelVersion] = {}
         self._aliases: dict[tuple[str, str], str] = {}
+        self._documents: dict[tuple[str, str], dict[str, str]] = {}
         self._root = Path(tempfile.mkdtemp(prefix="deskpilot-registry-"))
 
     def register(self, model: TriageModel, *, name: str, record: RunRecord) -> ModelVersion:
@@ -31,6 +34,7 @@ class InMemoryRegistry(ModelRegistry):
             tags={"deskpilot.family": model.manifest.family, **record.tags},
             metrics=dict(record.metrics),
         )
+        self._documents[(name, version)] = dict(record.documents)
         return self.get(ModelRef(name, version=version))
 
     def get(self, ref: ModelRef) -> ModelVersion:
@@ -62,3 +66,26 @@ class InMemoryRegistry(ModelRegistry):
 
     def alias_version(self, name: str, alias: str) -> str | None:
         return self._aliases.get((name, alias))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._aliases.pop((name, alias), None)
+
+    def annotate(
+        self,
+        name: str,
+        version: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        documents: Mapping[str, str] | None = None,
+        description: str | None = None,
+    ) -> None:
+        found = self.get(ModelRef(name, version=version))
+        merged = {**found.tags, **(tags or {})}
+        if description is not None:
+            merged["mlflow.description"] = description
+        self._versions[(name, version)] = replace(self._versions[(name, version)], tags=merged)
+        self._documents.setdefault((name, version), {}).update(documents or {})
+
+    def document(self, name: str, version: str, filename: str) -> str | None:
+        self.get(ModelRef(name, version=version))
+        return self._documents.get((name, version), {}).get(filename)

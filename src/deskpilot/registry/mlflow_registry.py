@@ -7,7 +7,7 @@ with a code: a missing version or alias is ``model_not_found``, anything else ``
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,7 +20,7 @@ from deskpilot import __version__
 from deskpilot.domain import ModelRef
 from deskpilot.errors import ArtifactError, ModelNotFoundError, RegistryError
 from deskpilot.models.artifact import TriageModel
-from deskpilot.registry.base import ARTIFACT_KEY, ModelRegistry, ModelVersion, RunRecord
+from deskpilot.registry.base import ARTIFACT_KEY, DOCUMENTS_DIR, ModelRegistry, ModelVersion, RunRecord
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 EXPERIMENT = "deskpilot"
 _PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_model.py")
 _MAX_PARAM_LENGTH = 6000
+_MAX_DESCRIPTION_LENGTH = 5000
 
 
 @contextmanager
@@ -95,6 +96,8 @@ class MlflowRegistry(ModelRegistry):
                     metrics=[_metric(k, v) for k, v in record.metrics.items()],
                     params=[_param(k, v) for k, v in record.params.items()],
                 )
+                for filename, text in record.documents.items():
+                    client.log_text(run_id, text, f"{DOCUMENTS_DIR}/{filename}")
                 with mlflow.start_run(run_id=run_id):
                     logged = mlflow.pyfunc.log_model(
                         name="model",
@@ -182,6 +185,46 @@ class MlflowRegistry(ModelRegistry):
         version = aliases.get(alias)
         return None if version is None else str(version)
 
+    def delete_alias(self, name: str, alias: str) -> None:
+        if self.alias_version(name, alias) is None:
+            return
+        with _mlflow_errors(f"models:/{name}@{alias}"):
+            self._client().delete_registered_model_alias(name, alias)
+
+    def annotate(
+        self,
+        name: str,
+        version: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        documents: Mapping[str, str] | None = None,
+        description: str | None = None,
+    ) -> None:
+        client = self._client()
+        found = self.get(ModelRef(name, version=version))
+        with _mlflow_errors(found.uri):
+            for key, value in (tags or {}).items():
+                client.set_model_version_tag(name, version, key, value)
+            if description is not None:
+                client.update_model_version(name, version, description=_fit_description(description))
+            if documents and found.run_id is None:
+                raise RegistryError(f"{found.uri}: the version has no run to store documents with")
+            for filename, text in (documents or {}).items():
+                client.log_text(str(found.run_id), text, f"{DOCUMENTS_DIR}/{filename}")
+
+    def document(self, name: str, version: str, filename: str) -> str | None:
+        found = self.get(ModelRef(name, version=version))
+        if found.run_id is None:
+            return None
+        client = self._client()
+        with _mlflow_errors(found.uri):
+            listed = {Path(f.path).name for f in client.list_artifacts(found.run_id, DOCUMENTS_DIR)}
+            if filename not in listed:
+                return None
+            with tempfile.TemporaryDirectory() as tmp:
+                path = client.download_artifacts(found.run_id, f"{DOCUMENTS_DIR}/{filename}", tmp)
+                return Path(path).read_text(encoding="utf-8")
+
     def _to_version(self, found: Any) -> ModelVersion:
         metrics: dict[str, float] = {}
         if found.run_id:
@@ -211,6 +254,14 @@ def _version_tags(model: TriageModel, record: RunRecord) -> dict[str, str]:
     }
     tags.update({k: v for k, v in record.tags.items() if k.startswith("deskpilot.")})
     return tags
+
+
+def _fit_description(text: str) -> str:
+    """MLflow's SQL store caps a version description at 5,000 characters; the full text is a document."""
+    if len(text) <= _MAX_DESCRIPTION_LENGTH:
+        return text
+    cut = text[: _MAX_DESCRIPTION_LENGTH - 200].rsplit("\n", 1)[0]
+    return f"{cut}\n\n… (truncated; the full text is stored with the run under {DOCUMENTS_DIR}/)"
 
 
 def _signature() -> Any:

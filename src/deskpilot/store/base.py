@@ -1,0 +1,64 @@
+"""What DeskPilot needs from a decision store, independent of the database behind it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+
+from deskpilot.store.records import DecisionRecord, FeedbackRecord
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 10_000
+
+
+def check_page(limit: int, offset: int = 0) -> None:
+    """Reject paging that a database would read differently (SQLite takes a negative limit as 'all')."""
+    if not 0 <= limit <= MAX_PAGE or offset < 0:
+        raise ValueError(f"limit must be in 0..{MAX_PAGE} and offset >= 0, got {limit} and {offset}")
+
+
+class DecisionStore(ABC):
+    """The decision log and the feedback on it.
+
+    Every row carries its tenant and every read names one: a request of another tenant behaves exactly
+    like one that does not exist. Failures surface as :class:`StoreError` (a database that cannot be
+    reached as its subclass :class:`StoreUnavailableError`), never as a driver's exception.
+    """
+
+    @abstractmethod
+    def write_decisions(self, records: Sequence[DecisionRecord]) -> None:
+        """Store a batch in one transaction; a record whose (tenant, request id) is already stored is
+        skipped, so that a flush retried after a lost acknowledgement neither duplicates nor fails."""
+
+    @abstractmethod
+    def get_decision(self, tenant: str, request_id: str) -> DecisionRecord | None: ...
+
+    @abstractmethod
+    def decisions(self, tenant: str, limit: int = DEFAULT_PAGE, offset: int = 0) -> list[DecisionRecord]:
+        """The tenant's decisions, newest first (the order an agent pages back through them)."""
+
+    @abstractmethod
+    def add_feedback(self, tenant: str, request_id: str, correct_intent: str) -> FeedbackRecord:
+        """Record an agent's verdict on one of the tenant's decisions.
+
+        One verdict per request: a second one replaces the first (correct intent and time), because the
+        latest correction is the one quality metrics and retraining must use.
+        :class:`StoreNotFoundError` when the tenant has no such request.
+        """
+
+    @abstractmethod
+    def feedback(
+        self, tenant: str, since: datetime | None = None, limit: int = MAX_PAGE
+    ) -> list[FeedbackRecord]:
+        """The tenant's feedback given at or after ``since``, oldest first (so that a consumer can read
+        on from the last time it saw)."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Return if the store is usable; :class:`StoreUnavailableError` if it cannot be reached, and
+        :class:`StoreError` if its schema is not the one this code needs."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections; the store is not used afterwards."""

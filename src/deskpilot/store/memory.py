@@ -1,0 +1,86 @@
+"""An in-memory store for unit tests: the SQL store's contract, plus a switch that simulates an outage."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+
+from deskpilot.errors import StoreNotFoundError, StoreUnavailableError
+from deskpilot.store.base import MAX_PAGE, DecisionStore, check_page
+from deskpilot.store.records import DecisionRecord, FeedbackRecord, utc_now
+
+
+class InMemoryStore(DecisionStore):
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._decisions: dict[tuple[str, str], DecisionRecord] = {}
+        self._feedback: dict[tuple[str, str], FeedbackRecord] = {}
+        self.available = True
+        """``False`` makes every call raise :class:`StoreUnavailableError`, as a lost database does."""
+        self.batches: list[tuple[str, ...]] = []
+        """The request ids of each successful ``write_decisions`` call, in call order."""
+        self.write_attempts = 0
+
+    def _check(self) -> None:
+        if not self.available:
+            raise StoreUnavailableError("the in-memory store is switched off (simulated outage)")
+
+    def write_decisions(self, records: Sequence[DecisionRecord]) -> None:
+        with self._lock:
+            self.write_attempts += 1
+            self._check()
+            for record in records:
+                self._decisions.setdefault((record.tenant, record.request_id), record)
+            self.batches.append(tuple(record.request_id for record in records))
+
+    def get_decision(self, tenant: str, request_id: str) -> DecisionRecord | None:
+        with self._lock:
+            self._check()
+            return self._decisions.get((tenant, request_id))
+
+    def decisions(self, tenant: str, limit: int = 100, offset: int = 0) -> list[DecisionRecord]:
+        check_page(limit, offset)
+        with self._lock:
+            self._check()
+            mine = [(i, r) for i, r in enumerate(self._decisions.values()) if r.tenant == tenant]
+        mine.sort(key=lambda item: (item[1].created_at, item[0]), reverse=True)
+        return [record for _, record in mine[offset : offset + limit]]
+
+    def add_feedback(self, tenant: str, request_id: str, correct_intent: str) -> FeedbackRecord:
+        with self._lock:
+            self._check()
+            decision = self._decisions.get((tenant, request_id))
+            if decision is None:
+                raise StoreNotFoundError(f"no request {request_id!r} for this tenant")
+            record = FeedbackRecord(
+                tenant=tenant,
+                request_id=request_id,
+                correct_intent=correct_intent,
+                predicted_intent=decision.intent,
+                model_version=decision.model_version,
+                created_at=utc_now(),
+            )
+            self._feedback.pop((tenant, request_id), None)  # a replaced verdict moves to the end
+            self._feedback[(tenant, request_id)] = record
+            return record
+
+    def feedback(
+        self, tenant: str, since: datetime | None = None, limit: int = MAX_PAGE
+    ) -> list[FeedbackRecord]:
+        check_page(limit)
+        with self._lock:
+            self._check()
+            mine = [
+                r
+                for r in self._feedback.values()
+                if r.tenant == tenant and (since is None or r.created_at >= since)
+            ]
+        return sorted(mine, key=lambda r: r.created_at)[:limit]
+
+    def ping(self) -> None:
+        with self._lock:
+            self._check()
+
+    def close(self) -> None:
+        """Nothing to release; the contents stay readable for assertions."""

@@ -1,0 +1,101 @@
+"""What the store keeps: one immutable record per triage decision and per piece of feedback."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from deskpilot.domain import Route, TriageDecision
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_aware(value: datetime, name: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware (UTC), got a naive datetime")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionRecord:
+    """One triage decision as logged.
+
+    Validated on construction so that a bad record fails where it is made, not later in the background
+    writer where it would block the batches behind it. ``text`` must already be redacted: the store keeps
+    it as given.
+    """
+
+    tenant: str
+    request_id: str
+    model_name: str
+    model_version: str
+    intent: str
+    confidence: float
+    route: Route
+    latency_ms: float
+    text: str
+    ticket_id: str | None = None
+    alternatives: tuple[tuple[str, float], ...] = ()
+    fallback: bool = False
+    reason: str = ""
+    created_at: datetime = field(default_factory=utc_now)
+
+    def __post_init__(self) -> None:
+        if not self.tenant or not self.request_id:
+            raise ValueError("a decision record needs a tenant and a request id")
+        scores = [self.confidence, self.latency_ms, *(score for _, score in self.alternatives)]
+        if not all(math.isfinite(score) for score in scores):
+            raise ValueError(f"{self.request_id}: confidence, alternatives and latency must be finite")
+        _check_aware(self.created_at, "created_at")
+
+    @classmethod
+    def from_decision(
+        cls,
+        decision: TriageDecision,
+        *,
+        tenant: str,
+        model_name: str,
+        text: str,
+        latency_ms: float,
+        ticket_id: str | None = None,
+        created_at: datetime | None = None,
+    ) -> DecisionRecord:
+        """The record of a decision the service returned; ``text`` is the redacted text the model saw."""
+        prediction = decision.prediction
+        return cls(
+            tenant=tenant,
+            request_id=decision.request_id,
+            ticket_id=ticket_id,
+            model_name=model_name,
+            model_version=decision.model_version,
+            intent=prediction.intent,
+            confidence=prediction.confidence,
+            route=decision.route,
+            alternatives=tuple((alt.intent, alt.confidence) for alt in prediction.alternatives),
+            latency_ms=latency_ms,
+            text=text,
+            fallback=decision.fallback,
+            reason=decision.reason,
+            created_at=created_at or utc_now(),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedbackRecord:
+    """An agent's verdict on a logged decision, with what the model had predicted for comparison."""
+
+    tenant: str
+    request_id: str
+    correct_intent: str
+    predicted_intent: str
+    model_version: str
+    created_at: datetime = field(default_factory=utc_now)
+
+    def __post_init__(self) -> None:
+        _check_aware(self.created_at, "created_at")
+
+    @property
+    def correct(self) -> bool:
+        return self.correct_intent == self.predicted_intent

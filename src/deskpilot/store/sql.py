@@ -1,0 +1,182 @@
+"""The store on SQLAlchemy Core: SQLite (WAL) by default, PostgreSQL through a URL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from deskpilot.domain import Route
+from deskpilot.errors import StoreError, StoreNotFoundError
+from deskpilot.store import migrate
+from deskpilot.store.base import MAX_PAGE, DecisionStore, check_page
+from deskpilot.store.engine import make_engine, parse_url, safe_url, translated
+from deskpilot.store.records import DecisionRecord, FeedbackRecord, utc_now
+from deskpilot.store.tables import decisions, feedback
+
+
+class SqlStore(DecisionStore):
+    """Constructing one never connects, so that a service can start while its database is down; the
+    first call that reaches the database checks the schema revision (once) and :meth:`ping` always does."""
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 5.0, connect_timeout_s: int = 5) -> None:
+        self._url = parse_url(url)
+        self._engine = make_engine(url, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s)
+        dialect = postgresql if self._url.get_backend_name() == "postgresql" else sqlite
+        self._insert: Any = dialect.insert
+        self._schema_checked = False
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password hidden, for logs and status pages."""
+        return safe_url(self._url)
+
+    def write_decisions(self, records: Sequence[DecisionRecord]) -> None:
+        if not records:
+            return
+        rows = [_decision_row(record) for record in records]
+        statement = self._insert(decisions).on_conflict_do_nothing(index_elements=["tenant", "request_id"])
+        with translated("writing decisions", self._url), self._engine.begin() as conn:
+            self._check_schema(conn)
+            conn.execute(statement, rows)
+
+    def get_decision(self, tenant: str, request_id: str) -> DecisionRecord | None:
+        query = sa.select(decisions).where(decisions.c.tenant == tenant, decisions.c.request_id == request_id)
+        with translated("reading a decision", self._url), self._engine.connect() as conn:
+            self._check_schema(conn)
+            row = conn.execute(query).one_or_none()
+        return None if row is None else _decision(row)
+
+    def decisions(self, tenant: str, limit: int = 100, offset: int = 0) -> list[DecisionRecord]:
+        check_page(limit, offset)
+        query = (
+            sa.select(decisions)
+            .where(decisions.c.tenant == tenant)
+            .order_by(decisions.c.created_at.desc(), decisions.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with translated("listing decisions", self._url), self._engine.connect() as conn:
+            self._check_schema(conn)
+            return [_decision(row) for row in conn.execute(query)]
+
+    def add_feedback(self, tenant: str, request_id: str, correct_intent: str) -> FeedbackRecord:
+        query = sa.select(decisions.c.intent, decisions.c.model_version).where(
+            decisions.c.tenant == tenant, decisions.c.request_id == request_id
+        )
+        with translated("recording feedback", self._url), self._engine.begin() as conn:
+            self._check_schema(conn)
+            found = conn.execute(query).one_or_none()
+            if found is None:
+                raise StoreNotFoundError(f"no request {request_id!r} for this tenant")
+            record = FeedbackRecord(
+                tenant=tenant,
+                request_id=request_id,
+                correct_intent=correct_intent,
+                predicted_intent=found.intent,
+                model_version=found.model_version,
+                created_at=utc_now(),
+            )
+            values = {
+                "tenant": tenant,
+                "request_id": request_id,
+                "correct_intent": correct_intent,
+                "predicted_intent": record.predicted_intent,
+                "model_version": record.model_version,
+                "created_at": record.created_at,
+            }
+            statement = self._insert(feedback).values(values)
+            replace = {key: statement.excluded[key] for key in ("correct_intent", "created_at")}
+            upsert = statement.on_conflict_do_update(index_elements=["tenant", "request_id"], set_=replace)
+            conn.execute(upsert)
+        return record
+
+    def feedback(
+        self, tenant: str, since: datetime | None = None, limit: int = MAX_PAGE
+    ) -> list[FeedbackRecord]:
+        check_page(limit)
+        query = sa.select(feedback).where(feedback.c.tenant == tenant)
+        if since is not None:
+            query = query.where(feedback.c.created_at >= since)
+        query = query.order_by(feedback.c.created_at, feedback.c.id).limit(limit)
+        with translated("listing feedback", self._url), self._engine.connect() as conn:
+            self._check_schema(conn)
+            return [_feedback(row) for row in conn.execute(query)]
+
+    def ping(self) -> None:
+        self._schema_checked = False
+        with translated("checking the connection", self._url), self._engine.connect() as conn:
+            self._check_schema(conn)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def _check_schema(self, conn: Connection) -> None:
+        if self._schema_checked:
+            return
+        at, head = migrate.revision_of(conn), migrate.head_revision()
+        if at != head:
+            if at is None:
+                state = "has no DeskPilot store schema"
+            elif at in migrate.known_revisions():
+                state = f"is at schema revision {at}, behind {head}"
+            else:
+                state = f"is at schema revision {at}, which this DeskPilot does not know (newer code?)"
+            raise StoreError(
+                f"the store at {self.url} {state}: {migrate.MIGRATE_HINT}",
+                details={"database": self.url, "revision": at, "expected": head},
+            )
+        self._schema_checked = True
+
+
+def _decision_row(record: DecisionRecord) -> dict[str, Any]:
+    return {
+        "tenant": record.tenant,
+        "request_id": record.request_id,
+        "ticket_id": record.ticket_id,
+        "model_name": record.model_name,
+        "model_version": record.model_version,
+        "intent": record.intent,
+        "confidence": record.confidence,
+        "route": record.route.value,
+        "alternatives": [{"intent": intent, "confidence": score} for intent, score in record.alternatives],
+        "latency_ms": record.latency_ms,
+        "text": record.text,
+        "fallback": record.fallback,
+        "reason": record.reason,
+        "created_at": record.created_at,
+    }
+
+
+def _decision(row: sa.Row[Any]) -> DecisionRecord:
+    return DecisionRecord(
+        tenant=row.tenant,
+        request_id=row.request_id,
+        ticket_id=row.ticket_id,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        intent=row.intent,
+        confidence=row.confidence,
+        route=Route(row.route),
+        alternatives=tuple((alt["intent"], alt["confidence"]) for alt in row.alternatives),
+        latency_ms=row.latency_ms,
+        text=row.text,
+        fallback=row.fallback,
+        reason=row.reason,
+        created_at=row.created_at,
+    )
+
+
+def _feedback(row: sa.Row[Any]) -> FeedbackRecord:
+    return FeedbackRecord(
+        tenant=row.tenant,
+        request_id=row.request_id,
+        correct_intent=row.correct_intent,
+        predicted_intent=row.predicted_intent,
+        model_version=row.model_version,
+        created_at=row.created_at,
+    )

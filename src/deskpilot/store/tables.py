@@ -1,0 +1,90 @@
+"""The store's tables, as SQLAlchemy Core metadata.
+
+The schema itself is created by the Alembic migrations (``migrations/versions``); this metadata is what the
+queries are written against, and a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+VERSION_TABLE = "deskpilot_store_version"
+"""Alembic's version table, named so that it cannot collide with MLflow's ``alembic_version`` when an
+operator points both at one database."""
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out: SQLite keeps no zone and PostgreSQL answers in the session's zone."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the store only takes timezone-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Sqlite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(), nullable=False),
+    sa.Column("request_id", sa.String(), nullable=False),
+    sa.Column("ticket_id", sa.String(), nullable=True),
+    sa.Column("model_name", sa.String(), nullable=False),
+    sa.Column("model_version", sa.String(), nullable=False),
+    sa.Column("intent", sa.String(), nullable=False),
+    sa.Column("confidence", sa.Float(), nullable=False),
+    sa.Column("route", sa.String(), nullable=False),
+    sa.Column("alternatives", sa.JSON(), nullable=False),
+    sa.Column("latency_ms", sa.Float(), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("fallback", sa.Boolean(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("tenant", "request_id"),
+    sa.Index(None, "tenant", "created_at"),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(), nullable=False),
+    sa.Column("request_id", sa.String(), nullable=False),
+    sa.Column("correct_intent", sa.String(), nullable=False),
+    sa.Column("predicted_intent", sa.String(), nullable=False),
+    sa.Column("model_version", sa.String(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("tenant", "request_id"),
+    sa.ForeignKeyConstraint(
+        ["tenant", "request_id"],
+        ["decisions.tenant", "decisions.request_id"],
+        ondelete="CASCADE",
+    ),
+    sa.Index(None, "tenant", "created_at"),
+)
