@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from deskpilot.domain import DEFAULT_MODEL_NAME
+from deskpilot.errors import ConfigError
 
 
 class Settings(BaseSettings):
@@ -36,6 +37,33 @@ class Settings(BaseSettings):
         description="API keys from configuration: TENANT:KEY pairs, comma-separated or a JSON list.",
     )
 
+    database_url: str | None = Field(
+        default=None, description="Prediction/feedback store (SQLAlchemy URL); default: SQLite under home."
+    )
+    max_body_bytes: int = Field(default=1_048_576, gt=0, description="Largest request body the API reads.")
+    max_batch_items: int = Field(default=256, gt=0, description="Most tickets in one batch request.")
+    rate_limit_per_s: float = Field(
+        default=200.0, description="Sustained requests (tickets) per second per tenant; 0 turns it off."
+    )
+    rate_limit_burst: int = Field(default=400, gt=0, description="Tickets a tenant may send at once.")
+    rate_limit_overrides: str = Field(
+        default="", description="Per-tenant limits: TENANT=RATE/BURST, comma-separated (e.g. big=1000/2000)."
+    )
+    micro_batch_max: int = Field(default=64, gt=0, description="Most texts in one model call.")
+    micro_batch_wait_ms: float = Field(
+        default=2.0, ge=0.0, description="How long a batch waits for stragglers when several requests race."
+    )
+    model_timeout_s: float = Field(
+        default=2.0, gt=0.0, description="Time budget of the primary model before the fallback answers."
+    )
+    reload_interval_s: float = Field(
+        default=5.0, ge=0.0, description="How often the service checks the registry for a new champion."
+    )
+    store_buffer: int = Field(default=10_000, gt=0, description="Decisions buffered while the store is down.")
+    tracing: str = Field(
+        default="none", pattern="^(none|console|memory)$", description="OpenTelemetry span exporter."
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_api_keys(cls, value: object) -> object:
@@ -50,6 +78,25 @@ class Settings(BaseSettings):
     @property
     def snapshot_dir(self) -> Path:
         return self.home / "snapshots"
+
+    @property
+    def tenant_rate_limits(self) -> dict[str, tuple[float, int]]:
+        """``rate_limit_overrides`` parsed; a malformed entry is a ConfigError naming it."""
+        limits: dict[str, tuple[float, int]] = {}
+        for entry in filter(None, (part.strip() for part in self.rate_limit_overrides.split(","))):
+            tenant, _, spec = entry.partition("=")
+            rate, _, burst = spec.partition("/")
+            try:
+                limits[tenant.strip()] = (float(rate), int(burst))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"DESKPILOT_RATE_LIMIT_OVERRIDES: {entry!r} is not TENANT=RATE/BURST"
+                ) from exc
+        return limits
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'deskpilot.db').resolve()}"
 
     @property
     def keys_file(self) -> Path:

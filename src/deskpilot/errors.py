@@ -10,7 +10,16 @@ are part of the public contract and never change meaning once shipped.
     │   ├── ConfigError                  config_invalid
     │   │   ├── PolicyError              policy_invalid        a gate policy file is malformed (file:line)
     │   │   └── SuiteError               behavioral_suite_invalid   a behavioral suite file is malformed
-    │   └── UnknownFamilyError           unknown_model_family
+    │   ├── UnknownFamilyError           unknown_model_family
+    │   └── RequestError                 bad_request           an HTTP request the API refuses
+    │       ├── AuthenticationError      unauthorized          missing or unknown API key (401)
+    │       ├── RateLimitedError         rate_limited          the tenant's token bucket is empty (429)
+    │       ├── PayloadTooLargeError     payload_too_large     body or batch over its limit (413)
+    │       ├── InvalidEncodingError     invalid_encoding      body is not UTF-8 (400)
+    │       ├── UnsupportedMediaTypeError unsupported_media_type  body is not JSON (415)
+    │       ├── InvalidJsonError         invalid_json          body does not parse as JSON (400)
+    │       ├── RequestValidationError   validation_error      body does not match the schema (422)
+    │       └── NotFoundError            not_found             no such route or resource (404)
     ├── DataError                        data_invalid          the data itself is wrong
     │   ├── DataFormatError              data_malformed        unreadable: binary, bad delimiter, no header
     │   ├── MissingColumnError           missing_column
@@ -76,6 +85,42 @@ class SuiteError(ConfigError):
 
 class UnknownFamilyError(UsageError):
     code = "unknown_model_family"
+
+
+class RequestError(UsageError):
+    code = "bad_request"
+
+
+class AuthenticationError(RequestError):
+    code = "unauthorized"
+
+
+class RateLimitedError(RequestError):
+    code = "rate_limited"
+
+
+class PayloadTooLargeError(RequestError):
+    code = "payload_too_large"
+
+
+class InvalidEncodingError(RequestError):
+    code = "invalid_encoding"
+
+
+class UnsupportedMediaTypeError(RequestError):
+    code = "unsupported_media_type"
+
+
+class InvalidJsonError(RequestError):
+    code = "invalid_json"
+
+
+class RequestValidationError(RequestError):
+    code = "validation_error"
+
+
+class NotFoundError(RequestError):
+    code = "not_found"
 
 
 class DataError(DeskPilotError):

@@ -20,6 +20,7 @@ from deskpilot.cli import (
     keys_cmds,
     models_cmds,
     predict_cmds,
+    serve_cmds,
     snapshot_cmds,
     train_cmds,
 )
@@ -44,6 +45,8 @@ app.command("demo")(demo.demo)
 app.add_typer(snapshot_cmds.app, name="snapshot")
 app.add_typer(models_cmds.app, name="models")
 app.add_typer(keys_cmds.app, name="keys")
+app.command("serve")(serve_cmds.serve)
+app.add_typer(serve_cmds.store_app, name="store")
 
 
 def _version(value: bool) -> None:

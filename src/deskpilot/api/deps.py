@@ -1,0 +1,76 @@
+"""Dependencies the routes declare: the service, the authenticated tenant, the rate limit."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from deskpilot.errors import AuthenticationError, PayloadTooLargeError, RateLimitedError
+from deskpilot.service.keys import KeyRing, Tenant, bearer_token
+from deskpilot.service.metrics import ServiceMetrics
+from deskpilot.service.ratelimit import TokenBucketLimiter
+from deskpilot.service.triage import TriageService
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    max_text_length: int
+    max_batch_items: int
+
+
+@dataclass(frozen=True)
+class AppParts:
+    """Everything ``create_app`` builds, kept on ``app.state.parts``."""
+
+    service: TriageService
+    keys: KeyRing
+    limiter: TokenBucketLimiter
+    metrics: ServiceMetrics
+    limits: RequestLimits
+
+
+def get_parts(request: Request) -> AppParts:
+    parts: AppParts = request.app.state.parts
+    return parts
+
+
+PartsDep = Annotated[AppParts, Depends(get_parts)]
+
+
+def get_service(parts: PartsDep) -> TriageService:
+    return parts.service
+
+
+def get_tenant(request: Request, parts: PartsDep) -> Tenant:
+    """The tenant the ``Authorization: Bearer`` key belongs to; 401 otherwise (the key is never logged)."""
+    tenant = parts.keys.authenticate(bearer_token(request.headers.get("authorization")))
+    if tenant is None:
+        parts.metrics.auth_failures.inc()
+        raise AuthenticationError("a valid API key is required: Authorization: Bearer <key>")
+    request.state.tenant = tenant.name
+    return tenant
+
+
+ServiceDep = Annotated[TriageService, Depends(get_service)]
+TenantDep = Annotated[Tenant, Depends(get_tenant)]
+
+
+def charge(parts: AppParts, tenant: Tenant, cost: int) -> None:
+    """Take ``cost`` tokens from the tenant's bucket or refuse with 429 and ``Retry-After``."""
+    decision = parts.limiter.acquire(tenant.name, cost)
+    if decision.allowed:
+        return
+    if decision.exceeds_burst:
+        raise PayloadTooLargeError(
+            f"{cost} tickets exceed this tenant's burst limit; send smaller batches",
+            details={"tickets": cost},
+        )
+    parts.metrics.rate_limited.labels(tenant.name).inc()
+    retry_after = max(1, math.ceil(decision.retry_after_s))
+    raise RateLimitedError(
+        f"rate limit reached for tenant {tenant.name}; retry in {retry_after}s",
+        details={"retry_after_s": retry_after},
+    )

@@ -1,0 +1,1 @@
+"""Thin routes: validate, call the service, map to a response schema."""

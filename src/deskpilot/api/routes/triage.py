@@ -1,0 +1,85 @@
+"""``POST /v1/triage`` and ``POST /v1/triage/batch``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter
+
+from deskpilot.api.deps import AppParts, PartsDep, ServiceDep, TenantDep, charge
+from deskpilot.api.schemas import (
+    ErrorPublic,
+    IntentScorePublic,
+    TriageBatchPublic,
+    TriageBatchRequest,
+    TriagePublic,
+    TriageRequest,
+)
+from deskpilot.domain import Ticket
+from deskpilot.errors import PayloadTooLargeError, RequestValidationError
+from deskpilot.service.triage import Answer
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorPublic} for code in (400, 401, 413, 415, 422, 429)
+}
+router = APIRouter(prefix="/v1", tags=["triage"], responses=ERRORS)
+
+
+def _tickets(items: Sequence[TriageRequest], parts: AppParts) -> list[Ticket]:
+    limit = parts.limits.max_text_length
+    too_long = [i for i, item in enumerate(items) if len(item.text) > limit]
+    if too_long:
+        raise RequestValidationError(
+            f"text is longer than {limit} characters",
+            details={
+                "errors": [
+                    {"field": f"items.{i}.text" if len(items) > 1 else "text", "problem": "too long"}
+                    for i in too_long[:20]
+                ],
+                "max_text_length": limit,
+            },
+        )
+    return [Ticket(text=item.text, id=item.id) for item in items]
+
+
+def _public(answer: Answer, ticket: Ticket) -> TriagePublic:
+    decision = answer.decision
+    prediction = decision.prediction
+    return TriagePublic(
+        intent=prediction.intent or None,
+        confidence=prediction.confidence,
+        route=str(decision.route),
+        alternatives=[
+            IntentScorePublic(intent=a.intent, confidence=a.confidence) for a in prediction.alternatives
+        ],
+        model_version=decision.model_version,
+        request_id=decision.request_id,
+        id=ticket.id,
+        fallback=decision.fallback,
+        reason=decision.reason or None,
+    )
+
+
+@router.post("/triage", response_model=TriagePublic, summary="Triage one message")
+async def triage(
+    body: TriageRequest, tenant: TenantDep, service: ServiceDep, parts: PartsDep
+) -> TriagePublic:
+    tickets = _tickets([body], parts)
+    charge(parts, tenant, 1)
+    answers = await service.triage(tenant.name, tickets)
+    return _public(answers[0], tickets[0])
+
+
+@router.post("/triage/batch", response_model=TriageBatchPublic, summary="Triage several messages")
+async def triage_batch(
+    body: TriageBatchRequest, tenant: TenantDep, service: ServiceDep, parts: PartsDep
+) -> TriageBatchPublic:
+    if len(body.items) > parts.limits.max_batch_items:
+        raise PayloadTooLargeError(
+            f"{len(body.items)} items is over the batch limit of {parts.limits.max_batch_items}",
+            details={"max_batch_items": parts.limits.max_batch_items},
+        )
+    tickets = _tickets(body.items, parts)
+    charge(parts, tenant, len(tickets))
+    answers = await service.triage(tenant.name, tickets)
+    return TriageBatchPublic(items=[_public(a, t) for a, t in zip(answers, tickets, strict=True)])

@@ -1,0 +1,93 @@
+"""Request and response bodies, one model per direction; unknown fields are refused."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TriageRequest(_Strict):
+    text: Text = Field(description="The customer's message (trimmed; at most the configured max length).")
+    id: Identifier | None = Field(default=None, description="Your ticket id, echoed back and logged.")
+
+
+class TriageBatchRequest(_Strict):
+    items: list[TriageRequest] = Field(min_length=1, description="Tickets, at most the configured limit.")
+
+
+class FeedbackRequest(_Strict):
+    request_id: Identifier
+    correct_intent: Identifier
+
+
+class IntentScorePublic(BaseModel):
+    intent: str
+    confidence: float
+
+
+class TriagePublic(BaseModel):
+    intent: str | None = Field(description="Best intent; null when no model could answer.")
+    confidence: float
+    route: str = Field(description="auto: route without a person; human: a person decides.")
+    alternatives: list[IntentScorePublic]
+    model_version: str
+    request_id: str = Field(description="Quote it in POST /v1/feedback.")
+    id: str | None = None
+    fallback: bool = Field(default=False, description="True when the fallback model (or nobody) answered.")
+    reason: str | None = None
+
+
+class TriageBatchPublic(BaseModel):
+    items: list[TriagePublic]
+
+
+class FeedbackPublic(BaseModel):
+    request_id: str
+    correct_intent: str
+    predicted_intent: str
+    model_version: str
+    recorded_at: datetime
+
+
+class ServingModelPublic(BaseModel):
+    uri: str
+    name: str
+    version: str
+    family: str
+    threshold: float | None
+    target_precision: float | None
+    classes: int
+
+
+class ModelsPublic(BaseModel):
+    primary: ServingModelPublic | None
+    fallback: ServingModelPublic | None
+    shares: dict[str, float] = Field(default_factory=dict, description="Share of traffic per model URI.")
+
+
+class HealthPublic(BaseModel):
+    status: str
+
+
+class ReadyPublic(BaseModel):
+    ready: bool
+    problems: list[str]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, object] = Field(default_factory=dict)
+
+
+class ErrorPublic(BaseModel):
+    error: ErrorDetail

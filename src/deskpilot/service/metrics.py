@@ -1,0 +1,92 @@
+"""Prometheus metrics of one service instance, on its own registry (so tests can run several apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.0)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.request_latency = Histogram(
+            "deskpilot_http_request_duration_seconds",
+            "HTTP request latency by route and status.",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_latency = Histogram(
+            "deskpilot_model_latency_seconds",
+            "Time of one batched model call.",
+            ["role"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "deskpilot_batch_size", "Texts per model call.", ["role"], buckets=BATCH_BUCKETS, registry=r
+        )
+        self.predictions = Counter(
+            "deskpilot_predictions_total", "Decisions by intent and route.", ["intent", "route"], registry=r
+        )
+        self.confidence = Histogram(
+            "deskpilot_confidence",
+            "Top-intent confidence of decisions.",
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "deskpilot_fallback_total",
+            "Requests answered by the fallback model, or routed to a person because no model could answer.",
+            ["reason"],
+            registry=r,
+        )
+        self.store_queue_depth = Gauge(
+            "deskpilot_store_queue_depth", "Decisions waiting to be written to the store.", registry=r
+        )
+        self.store_dropped = Counter(
+            "deskpilot_store_dropped_total",
+            "Decisions dropped because the store buffer was full.",
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "deskpilot_model_info",
+            "Models serving (value 1).",
+            ["role", "name", "version", "family"],
+            registry=r,
+        )
+        self.model_load_failures = Counter(
+            "deskpilot_model_load_failures_total",
+            "Candidate models that failed to load.",
+            ["role"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "deskpilot_rate_limited_total",
+            "Requests refused by the tenant's rate limit.",
+            ["tenant"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "deskpilot_auth_failures_total", "Requests with a missing or unknown API key.", registry=r
+        )
+
+    def observe_batch(self, role: str, size: int, seconds: float) -> None:
+        self.batch_size.labels(role).observe(size)
+        self.model_latency.labels(role).observe(seconds)
+
+    def set_model(self, role: str, name: str, version: str, family: str) -> None:
+        """Exactly one ``model_info`` series per role: the model serving it now."""
+        for labels in list(
+            self.model_info._metrics
+        ):  # prometheus_client has no public way to list a metric's series
+            if labels[0] == role:
+                self.model_info.remove(*labels)
+        self.model_info.labels(role, name, version, family).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

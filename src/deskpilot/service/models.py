@@ -1,0 +1,179 @@
+"""Which models answer: the champion, and a fast fallback; both follow the registry without a restart.
+
+A candidate is loaded and smoke-tested off the request path, then swapped in with one reference assignment,
+so every batch sees either the old or the new model, never a half-loaded one. A candidate that fails to load
+or to predict never replaces the model serving; the failure is logged and retried on the next poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from deskpilot.domain import ModelRef
+from deskpilot.errors import DeskPilotError
+from deskpilot.models.artifact import TriageModel
+from deskpilot.registry.base import CHAMPION, ModelRegistry
+
+FALLBACK_ALIAS = "fallback"
+FALLBACK_FAMILY = "tfidf"
+SMOKE_TEXT = "hello, I have a question about my account"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: TriageModel
+    name: str
+    version: str
+
+    @property
+    def uri(self) -> str:
+        return ModelRef(self.name, version=self.version).uri
+
+    @property
+    def family(self) -> str:
+        return self.model.manifest.family
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self.model.predict_proba(texts)
+
+
+ModelEvent = Callable[[str, str, str], None]  # event (loaded | load_failed), role, detail
+
+
+class ModelManager:
+    """Holds the primary (``@champion``) and fallback models of one registered name."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        name: str,
+        *,
+        primary_alias: str = CHAMPION,
+        on_event: ModelEvent | None = None,
+    ) -> None:
+        self.registry = registry
+        self.name = name
+        self.primary_alias = primary_alias
+        self._on_event = on_event
+        self._primary: LoadedModel | None = None
+        self._fallback: LoadedModel | None = None
+        self._lock = threading.Lock()  # one refresh at a time; readers never take it
+        self.last_error: str | None = None
+
+    @property
+    def primary(self) -> LoadedModel | None:
+        return self._primary
+
+    @property
+    def fallback(self) -> LoadedModel | None:
+        return self._fallback
+
+    def refresh(self) -> bool:
+        """Follow the registry: load what the aliases point at if it changed. True when a model swapped."""
+        with self._lock:
+            primary_swapped = self._refresh_primary()
+            return self._refresh_fallback() or primary_swapped
+
+    def _refresh_primary(self) -> bool:
+        try:
+            version = self.registry.alias_version(self.name, self.primary_alias)
+        except DeskPilotError as exc:
+            self._failed("primary", f"registry unreachable: {exc.message}")
+            return False
+        if version is None:
+            self._failed("primary", f"models:/{self.name}@{self.primary_alias} is not set")
+            return False
+        if self._primary is not None and self._primary.version == version:
+            return False
+        candidate = self._load(ModelRef(self.name, version=version), "primary")
+        if candidate is None:
+            return False
+        self._primary = candidate
+        self.last_error = None
+        self._loaded("primary", candidate)
+        return True
+
+    def _refresh_fallback(self) -> bool:
+        try:
+            version = self._fallback_version()
+        except DeskPilotError as exc:
+            self._failed("fallback", f"registry unreachable: {exc.message}")
+            return False
+        if version is None or (self._fallback is not None and self._fallback.version == version):
+            return False
+        primary = self._primary
+        candidate = primary if primary is not None and primary.version == version else None
+        candidate = candidate or self._load(ModelRef(self.name, version=version), "fallback")
+        if candidate is None:
+            return False
+        self._fallback = candidate
+        self._loaded("fallback", candidate)
+        return True
+
+    def _fallback_version(self) -> str | None:
+        """``@fallback`` if set, else the newest tfidf version that did not fail its gate."""
+        explicit = self.registry.alias_version(self.name, FALLBACK_ALIAS)
+        if explicit is not None:
+            return explicit
+        for version in self.registry.versions(self.name):
+            if version.family == FALLBACK_FAMILY and version.tags.get("deskpilot.gate") != "fail":
+                return version.version
+        return None
+
+    def _load(self, ref: ModelRef, role: str) -> LoadedModel | None:
+        try:
+            model = self.registry.load(ref)
+            probs = model.predict_proba([SMOKE_TEXT])
+            if probs.shape != (1, len(model.classes)) or not np.isfinite(probs).all():
+                raise ValueError(f"smoke prediction returned shape {probs.shape} or non-finite values")
+        except Exception as exc:  # any failure keeps the serving model; the operator sees why
+            self._failed(role, f"{ref.uri} failed to load: {exc}")
+            return None
+        return LoadedModel(model=model, name=ref.name, version=str(ref.version))
+
+    def _loaded(self, role: str, loaded: LoadedModel) -> None:
+        logger.info("%s model %s (%s) serving", role, loaded.uri, loaded.family)
+        if self._on_event is not None:
+            self._on_event("loaded", role, loaded.uri)
+
+    def _failed(self, role: str, detail: str) -> None:
+        if role == "primary":
+            self.last_error = detail
+        logger.warning("%s model not updated: %s", role, detail)
+        if self._on_event is not None:
+            self._on_event("load_failed", role, detail)
+
+
+class ModelWatcher:
+    """Polls the registry on a daemon thread and refreshes the manager when aliases move."""
+
+    def __init__(self, manager: ModelManager, interval_s: float) -> None:
+        self.manager = manager
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.interval_s <= 0 or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="deskpilot-model-watcher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.manager.refresh()
+            except Exception:  # the watcher must outlive any single bad poll
+                logger.exception("model refresh failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
