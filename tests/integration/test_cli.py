@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.helpers import BUNDLED_DATA, WriteRows, labelled_rows, run_cli
+from tests.helpers import BUNDLED_DATA, DESKPILOT, REPO_ROOT, WriteRows, labelled_rows, run_cli
+from tests.live_server import free_port
 
 
 @pytest.fixture
@@ -148,11 +152,43 @@ def test_redact_reads_arguments_and_stdin(home: Path) -> None:
     assert "BROKEN" in bad.stderr
 
 
-def test_demo_runs_end_to_end(home: Path) -> None:
-    result = run_cli("demo", "--family", "tfidf", home=home)
-    assert result.returncode == 0, result.stderr
-    assert "demo complete" in result.stdout
-    assert "texts shared between splits: 0" in result.stdout
-    assert "models:/deskpilot-triage/1: accuracy" in result.stdout
-    assert "sam@example.com" in result.stdout, "the scored file keeps the caller's own text"
-    assert "weather" in result.stdout
+def test_demo_trains_promotes_scores_and_serves_a_working_curl(home: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "DESKPILOT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env.pop("DESKPILOT_TRACKING_URI", None)
+    lines: list[str] = []
+    with subprocess.Popen(
+        [str(DESKPILOT), "demo", "--family", "tfidf", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line)
+                if "serving until Ctrl-C" in line:
+                    break
+            output = "".join(lines)
+            assert "serving until Ctrl-C" in output, output
+            curl = next(line.strip() for line in lines if line.strip().startswith("curl "))
+            answer = subprocess.run(
+                ["bash", "-c", curl], capture_output=True, text=True, timeout=60, check=True
+            )
+            body = json.loads(answer.stdout)
+            assert body["intent"] == "card_arrival"
+            assert body["model_version"] == "1"
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+    assert "texts shared between splits: 0" in output
+    assert "models:/deskpilot-triage/1: accuracy" in output
+    assert "deskpilot-triage@champion = models:/deskpilot-triage/1" in output
+    assert "sam@example.com" in output, "the scored file keeps the caller's own text"
+    assert "weather" in output
+    again = run_cli("demo", "--family", "tfidf", "--no-serve", home=home)
+    assert again.returncode == 0, again.stderr
+    assert "already trained on this data as models:/deskpilot-triage/1; skipped" in again.stdout
+    assert "demo complete" in again.stdout

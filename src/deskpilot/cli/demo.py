@@ -1,4 +1,9 @@
-"""``deskpilot demo``: the main job end to end on a dataset (the bundled Banking77 by default)."""
+"""``deskpilot demo``: the main job end to end on a dataset (the bundled Banking77 by default).
+
+Validate → snapshot → split → train each family (skipped when this data and seed already have that version)
+→ evaluate and gate → promote the best version that passed → score sample messages → serve the API on
+127.0.0.1 with a demo key and print a curl line that was checked to work.
+"""
 
 from __future__ import annotations
 
@@ -20,12 +25,15 @@ from deskpilot.cli.common import (
     state,
 )
 from deskpilot.cli.data_cmds import render_report
+from deskpilot.cli.demo_serve import demo_key, serve_demo
 from deskpilot.cli.eval_cmds import resolve_suite
 from deskpilot.cli.snapshot_cmds import load_and_validate, split_summary, store_snapshot
 from deskpilot.cli.train_cmds import CODE_DIR
+from deskpilot.data.snapshots import Snapshot
 from deskpilot.domain import ModelRef
+from deskpilot.errors import ModelNotFoundError
 from deskpilot.evaluation.policy import load_policy
-from deskpilot.registry.base import CHAMPION
+from deskpilot.registry.base import CHAMPION, ModelRegistry, ModelVersion
 from deskpilot.training.pipeline import train_and_register
 from deskpilot.training.run import TrainingConfig
 
@@ -48,22 +56,29 @@ def demo(
     families: Annotated[
         list[str] | None, typer.Option("--family", help="Model families to train (repeatable).")
     ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the API at the end (until Ctrl-C).")
+    ] = True,
+    host: Annotated[str, typer.Option("--host", help="Interface the demo service listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port of the demo service.")] = 8000,
 ) -> None:
-    """Validate, snapshot and split the data, train and register models, then score a few messages."""
+    """Validate, snapshot and split the data, train, gate and register models, promote the best, score a
+    few messages, then serve the API with a demo key."""
     settings = state(ctx).settings
     chosen = families or list(DEMO_FAMILIES)
-    steps = 3 + len(chosen)
+    steps = 5 + len(chosen) + (1 if serve else 0)
+    say = typer.echo
     with reported_errors():
-        typer.echo(f"[1/{steps}] validate {data}")
+        say(f"[1/{steps}] validate {data}")
         table, report = load_and_validate(settings, data, text_column=text_column, label_column=label_column)
-        typer.echo(render_report(report))
+        say(render_report(report))
         if not report.ok:
             raise typer.Exit(EXIT_FAILED)
-        typer.echo(f"[2/{steps}] snapshot (PII redacted, content-addressed) and split (seed {seed})")
+        say(f"[2/{steps}] snapshot (PII redacted, content-addressed) and split (seed {seed})")
         snapshot = store_snapshot(settings, table, report)
         summary = split_summary(snapshot, seed=seed, validation_fraction=0.2)
-        typer.echo(f"  snapshot {snapshot.digest[:12]} at {snapshot.path}")
-        typer.echo(
+        say(f"  snapshot {snapshot.digest[:12]} at {snapshot.path}")
+        say(
             f"  {summary['train_rows']:,} train / {summary['validation_rows']:,} validation rows, "
             f"{summary['validation_labels']} labels; texts shared between splits: "
             f"{summary['leakage']['overlapping_texts']}"
@@ -71,7 +86,11 @@ def demo(
         registry = build_registry(settings)
         policy, suite = load_policy(None), resolve_suite(data, None)
         for step, family in enumerate(chosen, start=3):
-            typer.echo(f"[{step}/{steps}] train {family}")
+            existing = _trained(registry, settings.model_name, snapshot, family, seed)
+            if existing is not None:
+                say(f"[{step}/{steps}] {family}: already trained on this data as {existing.uri}; skipped")
+                continue
+            say(f"[{step}/{steps}] train, evaluate and gate {family}")
             run = train_and_register(
                 snapshot,
                 TrainingConfig(family=family, seed=seed, cache_dir=settings.encoder_cache_dir),
@@ -80,26 +99,75 @@ def demo(
                 code_dir=CODE_DIR,
                 policy=policy,
                 suite=suite,
-                progress=lambda message: typer.echo(f"  · {message}"),
+                progress=lambda message: say(f"  · {message}"),
             )
             m = run.result.metrics
-            typer.echo(
+            say(
                 f"  {run.version.uri}: accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.2%}, "
                 f"auto {m['auto_coverage']:.1%} at ≥{settings.target_precision:.0%} precision, "
                 f"fit {run.result.fit_seconds:.0f}s; gate {run.decision.outcome}"
                 + (f" -> {run.alias}" if run.alias else "")
             )
-        typer.echo(f"[{steps}/{steps}] score sample messages with {settings.model_name}@{CHAMPION}")
-        champion = registry.load(ModelRef(settings.model_name, alias=CHAMPION))
-        redactor = build_redactor(None)
-        with tempfile.TemporaryDirectory() as tmp:
-            source, scored = Path(tmp) / "inbox.csv", Path(tmp) / "scored.csv"
-            pd.DataFrame({"id": range(1, len(SAMPLE_MESSAGES) + 1), "text": SAMPLE_MESSAGES}).to_csv(
-                source, index=False
-            )
-            score_file(champion, source, scored, redact=lambda texts: [redactor.redact(t) for t in texts])
-            for row in pd.read_csv(scored).itertuples():
-                typer.echo(f"  {row.route:<5} {row.intent:<28} {row.confidence:.2f}  {row.text}")
-    typer.echo(
-        "demo complete: `deskpilot models list` shows the registry; `deskpilot predict --help` scores files"
-    )
+        step = 3 + len(chosen)
+        say(f"[{step}/{steps}] promote the best version that passed its gate")
+        best = _promote_best(registry, settings.model_name, snapshot)
+        say(
+            f"  {settings.model_name}@{CHAMPION} = {best.uri} ({best.family}, validation accuracy "
+            f"{best.metrics.get('val_accuracy', float('nan')):.2%})"
+        )
+        say(f"[{step + 1}/{steps}] score sample messages with {best.uri} (batch scoring)")
+        _score_samples(registry, best)
+        say(
+            f"[{step + 2}/{steps}] model card and report stored with {best.uri}: "
+            f"`deskpilot models card {best.uri}`"
+        )
+        key = demo_key(settings)
+    if not serve:
+        say("demo complete: `deskpilot models list` shows the registry; `deskpilot serve` starts the API")
+        return
+    say(f"[{steps}/{steps}] serve the triage API on {host}:{port}")
+    serve_demo(settings, host=host, port=port, key=key)
+
+
+def _trained(
+    registry: ModelRegistry, name: str, snapshot: Snapshot, family: str, seed: int
+) -> ModelVersion | None:
+    for version in registry.versions(name):
+        tags = version.tags
+        if (
+            tags.get("deskpilot.dataset_digest") == snapshot.digest
+            and version.family == family
+            and tags.get("deskpilot.seed") == str(seed)
+        ):
+            return version
+    return None
+
+
+def _promote_best(registry: ModelRegistry, name: str, snapshot: Snapshot) -> ModelVersion:
+    passed = [
+        v
+        for v in registry.versions(name)
+        if v.tags.get("deskpilot.dataset_digest") == snapshot.digest
+        and v.tags.get("deskpilot.gate") == "pass"
+    ]
+    if not passed:
+        raise ModelNotFoundError(
+            "no version trained on this data passed its gate; see `deskpilot models list`"
+        )
+    best = max(passed, key=lambda v: (v.metrics.get("val_accuracy", 0.0), int(v.version)))
+    if CHAMPION not in best.aliases:
+        registry.set_alias(name, CHAMPION, best.version)
+    return registry.get(ModelRef(name, version=best.version))
+
+
+def _score_samples(registry: ModelRegistry, version: ModelVersion) -> None:
+    model = registry.load(ModelRef(version.name, version=version.version))
+    redactor = build_redactor(None)
+    with tempfile.TemporaryDirectory() as tmp:
+        source, scored = Path(tmp) / "inbox.csv", Path(tmp) / "scored.csv"
+        pd.DataFrame({"id": range(1, len(SAMPLE_MESSAGES) + 1), "text": SAMPLE_MESSAGES}).to_csv(
+            source, index=False
+        )
+        score_file(model, source, scored, redact=lambda texts: [redactor.redact(t) for t in texts])
+        for row in pd.read_csv(scored).itertuples():
+            typer.echo(f"  {row.route:<5} {row.intent:<28} {row.confidence:.2f}  {row.text}")

@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
@@ -36,9 +37,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def configure_json_logging(level: int = logging.INFO) -> None:
-    """Route DeskPilot's and uvicorn's logs to stderr as JSON lines (uvicorn's own access log is off)."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_json_logging(level: int = logging.INFO, *, stream_path: Path | None = None) -> None:
+    """Route DeskPilot's and uvicorn's logs as JSON lines to stderr, or appended to ``stream_path``
+    (uvicorn's own access log is off: DeskPilot writes one line per request itself)."""
+    handler: logging.Handler = (
+        logging.FileHandler(stream_path, encoding="utf-8")
+        if stream_path
+        else logging.StreamHandler(sys.stderr)
+    )
     handler.setFormatter(JsonFormatter())
     for name in ("deskpilot", "uvicorn", "uvicorn.error"):
         log = logging.getLogger(name)

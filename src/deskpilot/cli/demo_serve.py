@@ -1,0 +1,81 @@
+"""The serving half of ``deskpilot demo``: a demo API key, the service on 127.0.0.1, a checked curl line."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import threading
+import time
+
+import httpx
+import typer
+
+from deskpilot.config import Settings
+from deskpilot.service.keys import KeyRing, create_key
+
+DEMO_TENANT = "demo"
+DEMO_KEY_FILE = "demo-key"
+CHECK_TEXT = "My card still hasn't arrived, what should I do?"
+
+
+def demo_key(settings: Settings) -> str:
+    """The demo tenant's key: reused while it still authenticates, else created (and kept, mode 0600)."""
+    path = settings.home / DEMO_KEY_FILE
+    if path.is_file():
+        key = path.read_text().strip()
+        if KeyRing(settings.keys_file).authenticate(key) is not None:
+            return key
+    key, _ = create_key(settings.keys_file, DEMO_TENANT, label="created by deskpilot demo")
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def curl_example(url: str, key: str) -> str:
+    body = json.dumps({"text": CHECK_TEXT, "id": "T-1001"})
+    return (
+        f"curl -s {url}/v1/triage -H {shlex.quote('Authorization: Bearer ' + key)} "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
+    )
+
+
+def serve_demo(settings: Settings, *, host: str, port: int, key: str) -> None:
+    """Serve until interrupted; once ready, prove the curl line works by sending the same request."""
+    import uvicorn
+
+    from deskpilot.api.app import create_app
+    from deskpilot.service.observability import configure_json_logging
+
+    url = f"http://{host}:{port}"
+    log_path = settings.home / "serve.log"
+    configure_json_logging(stream_path=log_path)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    )
+
+    def announce() -> None:
+        deadline = time.monotonic() + 120
+        while not server.started and time.monotonic() < deadline and not server.should_exit:
+            time.sleep(0.1)
+        if not server.started:
+            return
+        try:
+            answer = httpx.post(
+                f"{url}/v1/triage",
+                json={"text": CHECK_TEXT, "id": "T-1001"},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+            answer.raise_for_status()
+        except httpx.HTTPError as exc:
+            typer.echo(f"the service started but did not answer: {exc}", err=True)
+            server.should_exit = True
+            return
+        typer.echo(f"  service ready at {url} (OpenAPI: {url}/docs; logs: {log_path})")
+        typer.echo(f"  it answered: {answer.text}")
+        typer.echo("  try it (the demo key is in .deskpilot/demo-key):")
+        typer.echo(f"    {curl_example(url, key)}")
+        typer.echo("  serving until Ctrl-C")
+
+    threading.Thread(target=announce, name="demo-announce", daemon=True).start()
+    server.run()
