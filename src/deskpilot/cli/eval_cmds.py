@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +32,7 @@ from deskpilot.evaluation.evaluate import Evaluation, EvaluationData, Evaluation
 from deskpilot.evaluation.gate import GateDecision, decide
 from deskpilot.evaluation.policy import load_policy
 from deskpilot.evaluation.report import write_report
-from deskpilot.registry.base import CHAMPION, ModelRegistry
+from deskpilot.registry.base import CHAMPION, ModelRegistry, ModelVersion
 
 SUITE_FILE = "behavioral.yaml"
 
@@ -104,6 +105,42 @@ def _champion_ref(registry: ModelRegistry, ref: ModelRef) -> ModelRef | None:
     return ModelRef(ref.name, version=champion)
 
 
+@dataclass(frozen=True)
+class _Scored:
+    registry: ModelRegistry
+    version: ModelVersion
+    evaluation: Evaluation
+    champion: Evaluation | None
+
+
+def _score(
+    settings: Settings,
+    model_uri: str,
+    data: Path,
+    *,
+    text_column: str,
+    label_column: str,
+    pii_pattern: list[str] | None,
+    suite: Path | None,
+    options: EvaluationOptions,
+    with_champion: bool,
+) -> _Scored:
+    """Evaluate the model (and, when asked, the current champion) on the same redacted rows."""
+    ref = parse_model_uri(model_uri)
+    registry = build_registry(settings)
+    version = registry.get(ref)
+    rows = load_evaluation_data(
+        settings, data, text_column=text_column, label_column=label_column, pii_pattern=pii_pattern
+    )
+    behavioral = resolve_suite(data, suite)
+    evaluation = _evaluate_version(registry, ref, rows, behavioral, options)
+    champion_ref = _champion_ref(registry, ref) if with_champion else None
+    champion = None
+    if champion_ref is not None:
+        champion = _evaluate_version(registry, champion_ref, rows, behavioral, options)
+    return _Scored(registry, version, evaluation, champion)
+
+
 def evaluate_command(
     ctx: typer.Context,
     model_uri: Annotated[str, typer.Argument(help="models:/NAME/VERSION or models:/NAME@ALIAS")],
@@ -125,23 +162,24 @@ def evaluate_command(
     """Evaluate a registered model on labelled DATA; metrics JSON on stdout, optional HTML/Markdown report."""
     settings = state(ctx).settings
     with reported_errors(as_json=True):
-        ref = parse_model_uri(model_uri)
-        registry = build_registry(settings)
-        evaluation_data = load_evaluation_data(
-            settings, data, text_column=text_column, label_column=label_column, pii_pattern=pii_pattern
-        )
         options = EvaluationOptions(
             n_boot=bootstrap or EvaluationOptions.n_boot, seed=seed, cpu_hour_price=cpu_hour_price
         )
-        behavioral = resolve_suite(data, suite)
-        result = _evaluate_version(registry, ref, evaluation_data, behavioral, options)
-        champion = None
-        champion_ref = _champion_ref(registry, ref) if compare else None
-        if champion_ref is not None and report is not None:
-            champion = _evaluate_version(registry, champion_ref, evaluation_data, behavioral, options)
-        payload = result.to_dict()
+        scored = _score(
+            settings,
+            model_uri,
+            data,
+            text_column=text_column,
+            label_column=label_column,
+            pii_pattern=pii_pattern,
+            suite=suite,
+            options=options,
+            with_champion=compare and report is not None,  # the champion only appears in the report
+        )
+        payload = scored.evaluation.to_dict()
         if report is not None:
-            html, markdown = write_report(report, result, champion, None, title=f"{model_uri} on {data.name}")
+            title = f"{model_uri} on {data.name}"
+            html, markdown = write_report(report, scored.evaluation, scored.champion, None, title=title)
             payload["report"] = {"html": str(html), "markdown": str(markdown)}
     emit_json(payload)
 
@@ -169,26 +207,27 @@ def gate_command(
     settings = state(ctx).settings
     with reported_errors(as_json=json_output):
         rules = load_policy(policy)
-        ref = parse_model_uri(model_uri)
-        registry = build_registry(settings)
-        version = registry.get(ref)
-        evaluation_data = load_evaluation_data(
-            settings, data, text_column=text_column, label_column=label_column, pii_pattern=pii_pattern
-        )
         options = EvaluationOptions(
             n_boot=rules.bootstrap, seed=seed, per_class_min_support=rules.per_class_min_support
         )
-        behavioral = resolve_suite(data, suite)
-        challenger = _evaluate_version(registry, ref, evaluation_data, behavioral, options)
-        champion_ref = _champion_ref(registry, ref)
-        champion = None
-        if champion_ref is not None:
-            champion = _evaluate_version(registry, champion_ref, evaluation_data, behavioral, options)
-        decision = decide(challenger, champion, rules, seed=seed)
+        scored = _score(
+            settings,
+            model_uri,
+            data,
+            text_column=text_column,
+            label_column=label_column,
+            pii_pattern=pii_pattern,
+            suite=suite,
+            options=options,
+            with_champion=True,
+        )
+        version = scored.version
+        decision = decide(scored.evaluation, scored.champion, rules, seed=seed)
         if record:
-            _record(registry, version.name, version.version, decision)
+            _record(scored.registry, version.name, version.version, decision)
         if report is not None:
-            write_report(report, challenger, champion, decision, title=f"gate: {version.uri} on {data.name}")
+            title = f"gate: {version.uri} on {data.name}"
+            write_report(report, scored.evaluation, scored.champion, decision, title=title)
     if json_output:
         emit_json(decision.to_dict())
     else:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,20 +72,17 @@ class TriageService:
 
     async def start(self) -> None:
         """Create the batchers on the running loop (they own a task and a model thread each)."""
-        self._primary = MicroBatcher(
-            lambda texts: self._run(self.models.primary, texts),
+        self._primary = self._batcher("primary", lambda: self.models.primary)
+        self._fallback = self._batcher("fallback", lambda: self.models.fallback)
+
+    def _batcher(self, role: str, current: Callable[[], LoadedModel | None]) -> MicroBatcher[LoadedModel]:
+        """A batcher that asks for the model serving ``role`` at each batch, so a swap needs no restart."""
+        return MicroBatcher(
+            lambda texts: self._run(current(), texts),
             max_batch=self.limits.max_batch,
             max_wait_ms=self.limits.max_wait_ms,
-            name="primary",
-            on_batch=lambda size, seconds: self.metrics.observe_batch("primary", size, seconds),
-            tracer=self.tracer,
-        )
-        self._fallback = MicroBatcher(
-            lambda texts: self._run(self.models.fallback, texts),
-            max_batch=self.limits.max_batch,
-            max_wait_ms=self.limits.max_wait_ms,
-            name="fallback",
-            on_batch=lambda size, seconds: self.metrics.observe_batch("fallback", size, seconds),
+            name=role,
+            on_batch=lambda size, seconds: self.metrics.observe_batch(role, size, seconds),
             tracer=self.tracer,
         )
 
@@ -102,7 +99,12 @@ class TriageService:
     def _run(loaded: LoadedModel | None, texts: Sequence[str]) -> tuple[np.ndarray, LoadedModel]:
         if loaded is None:
             raise LookupError("no model is loaded")
-        return loaded.predict_proba(list(texts)), loaded
+        probs = loaded.predict_proba(list(texts))
+        expected = (len(texts), len(loaded.model.classes))
+        # garbage out of a model is its failure (answered by the fallback), not a 500 further down
+        if probs.shape != expected or not np.isfinite(probs).all():
+            raise ValueError(f"{loaded.uri} returned {probs.shape} probabilities, not {expected} finite ones")
+        return probs, loaded
 
     def ready(self) -> tuple[bool, list[str]]:
         """Ready when a model can answer and the store (if any) is reachable."""
