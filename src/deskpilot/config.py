@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         default=5.0, ge=0.0, description="How often the service checks the registry for a new champion."
     )
     store_buffer: int = Field(default=10_000, gt=0, description="Decisions buffered while the store is down.")
+    policy_file: Path | None = Field(
+        default=None,
+        description="Gate policy whose rollout section drives automatic rollback (default: packaged).",
+    )
+    guard_interval_s: float = Field(
+        default=1.0, gt=0.0, description="How often the rollback rules are checked."
+    )
     tracing: str = Field(
         default="none", pattern="^(none|console|memory)$", description="OpenTelemetry span exporter."
     )

@@ -34,6 +34,8 @@ are part of the public contract and never change meaning once shipped.
     │   ├── ArtifactError                artifact_invalid      a model directory is missing files or corrupt
     │   └── TrainingError                training_failed
     ├── RegistryError                    registry_error        the tracking/registry backend failed
+    ├── RolloutError                     rollout_refused       a promotion or rollback that must not happen
+    │   └── RolloutConflictError         rollout_conflict      the rollout state changed underneath
     └── StoreError                       store_error           the decision/feedback store failed
         ├── StoreUnavailableError        store_unavailable     the database cannot be reached; retry later
         └── StoreNotFoundError           not_found             no such request for this tenant
@@ -191,3 +193,11 @@ class StoreNotFoundError(StoreError):
     """Also raised for another tenant's request, so that a tenant cannot probe for other tenants' ids."""
 
     code = "not_found"
+
+
+class RolloutError(DeskPilotError):
+    code = "rollout_refused"
+
+
+class RolloutConflictError(RolloutError):
+    code = "rollout_conflict"

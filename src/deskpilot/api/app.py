@@ -23,8 +23,12 @@ from deskpilot.api.errors import install_error_handlers
 from deskpilot.api.middleware import BodyGuard, RequestContext
 from deskpilot.api.routes import feedback, ops, triage
 from deskpilot.config import Settings
+from deskpilot.evaluation.policy import RolloutRules, load_policy
 from deskpilot.registry.base import ModelRegistry
 from deskpilot.registry.mlflow_registry import MlflowRegistry
+from deskpilot.rollout.actions import ramp, rollback
+from deskpilot.rollout.monitor import RolloutMonitor
+from deskpilot.service.guard import RolloutGuard
 from deskpilot.service.keys import KeyRing
 from deskpilot.service.metrics import ServiceMetrics
 from deskpilot.service.models import ModelManager, ModelWatcher
@@ -32,11 +36,14 @@ from deskpilot.service.observability import build_tracer
 from deskpilot.service.ratelimit import TokenBucketLimiter
 from deskpilot.service.triage import ServiceLimits, TriageService
 from deskpilot.store import migrate
+from deskpilot.store.audit import AuditLog
+from deskpilot.store.audit_sql import SqlAuditLog
 from deskpilot.store.base import DecisionStore
 from deskpilot.store.sql import SqlStore
 from deskpilot.store.writer import BufferedWriter
 
 logger = logging.getLogger(__name__)
+SERVICE_ACTOR = "deskpilot-service"
 
 DESCRIPTION = """Triage support messages: intent, calibrated confidence, and whether the ticket can be routed
 automatically (`auto`) or needs a person (`human`). Authenticate with `Authorization: Bearer <key>`; every
@@ -49,12 +56,14 @@ class Overrides:
 
     registry: ModelRegistry | None = None
     store: DecisionStore | None = None
+    audit: AuditLog | None = None
     keys: KeyRing | None = None
     span_exporter: list[SpanExporter] = field(default_factory=list)  # filled with the exporter in use
 
 
 def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAPI:
     given = overrides or Overrides()
+    rules = load_policy(settings.policy_file).rollout  # a bad policy fails before the server starts
     limiter = TokenBucketLimiter(  # built here so a bad setting fails before the server starts
         settings.rate_limit_per_s, settings.rate_limit_burst, overrides=settings.tenant_rate_limits
     )
@@ -65,11 +74,12 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        parts, watcher = await _start(settings, given, metrics, tracer, limiter)
+        parts, watcher, guard = await _start(settings, given, metrics, tracer, limiter, rules)
         app.state.parts = parts
         try:
             yield
         finally:
+            await guard.stop()
             watcher.stop()
             await parts.service.close()
 
@@ -94,18 +104,18 @@ async def _start(
     metrics: ServiceMetrics,
     tracer: trace.Tracer,
     limiter: TokenBucketLimiter,
-) -> tuple[AppParts, ModelWatcher]:
+    rules: RolloutRules,
+) -> tuple[AppParts, ModelWatcher, RolloutGuard]:
     registry = given.registry or MlflowRegistry(
         settings.resolved_tracking_uri,
         artifact_root=settings.artifact_root,
         cache_dir=settings.model_cache_dir,
     )
-    store = given.store
-    if store is None:
-        url = settings.resolved_database_url
-        if url.startswith("sqlite"):
-            await asyncio.to_thread(migrate.upgrade, url)  # a local file: create or update it in place
-        store = SqlStore(url)
+    url = settings.resolved_database_url
+    if url.startswith("sqlite") and (given.store is None or given.audit is None):
+        await asyncio.to_thread(migrate.upgrade, url)  # a local file: create or update it in place
+    store = given.store or SqlStore(url)
+    audit = given.audit or SqlAuditLog(url)
     writer = BufferedWriter(
         store,
         max_buffer=settings.store_buffer,
@@ -126,8 +136,10 @@ async def _start(
     await asyncio.to_thread(manager.refresh)
     watcher = ModelWatcher(manager, settings.reload_interval_s)
     watcher.start()
+    monitor = RolloutMonitor(window_s=rules.window_s)
     service = TriageService(
         manager,
+        monitor=monitor,
         store=store,
         writer=writer,
         metrics=metrics,
@@ -139,6 +151,22 @@ async def _start(
         tracer=tracer,
     )
     await service.start()
+    name = settings.model_name
+    guard = RolloutGuard(
+        manager,
+        monitor,
+        rules,
+        metrics,
+        rollback=lambda reason: rollback(
+            registry, audit, name, actor=SERVICE_ACTOR, reason=reason, automatic=True
+        ),
+        ramp=lambda percent: ramp(
+            registry, audit, name, percent=percent, actor=SERVICE_ACTOR, reason="every rollback rule held"
+        ),
+        on_new_challenger=service.forget_shadow,
+        interval_s=settings.guard_interval_s,
+    )
+    guard.start()
     parts = AppParts(
         service=service,
         keys=given.keys or KeyRing(settings.keys_file, settings.api_keys),
@@ -148,4 +176,4 @@ async def _start(
             max_text_length=settings.max_text_length, max_batch_items=settings.max_batch_items
         ),
     )
-    return parts, watcher
+    return parts, watcher, guard

@@ -83,7 +83,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = _STARLETTE_CODES.get(exc.status_code, "bad_request")
-        response = error_response(code, str(exc.detail))
+        headers = dict(exc.headers) if exc.headers else None  # a 405 carries its Allow header
+        response = error_response(code, str(exc.detail), headers=headers)
         response.status_code = exc.status_code
         return response
 

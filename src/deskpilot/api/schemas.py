@@ -5,10 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+
+def _no_nul(value: str) -> str:
+    """PostgreSQL cannot store NUL in text; refused here, such a value would block the decision log."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (U+0000) characters")
+    return value
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(_no_nul)]
+Identifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), AfterValidator(_no_nul)
+]
 
 
 class _Strict(BaseModel):
@@ -68,10 +78,37 @@ class ServingModelPublic(BaseModel):
     classes: int
 
 
+class RolloutPublic(BaseModel):
+    stage: str = Field(description="none, shadow or canary")
+    percent: float = Field(description="Share of traffic the challenger answers in a canary, in percent.")
+    revision: int
+    updated_at: str
+    reason: str
+
+
+class IntentAgreementPublic(BaseModel):
+    intent: str
+    compared: int
+    agreement_rate: float
+
+
+class ShadowPublic(BaseModel):
+    compared: int
+    agreement_rate: float | None
+    mean_confidence_shift: float | None = Field(description="Challenger minus champion confidence.")
+    route_changes: dict[str, int]
+    least_agreed_intents: list[IntentAgreementPublic]
+
+
 class ModelsPublic(BaseModel):
-    primary: ServingModelPublic | None
+    primary: ServingModelPublic | None = Field(description="The champion.")
     fallback: ServingModelPublic | None
+    challenger: ServingModelPublic | None = None
+    rollout: RolloutPublic | None = None
     shares: dict[str, float] = Field(default_factory=dict, description="Share of traffic per model URI.")
+    shadow: ShadowPublic | None = Field(
+        default=None, description="Shadow agreement since the challenger started."
+    )
 
 
 class HealthPublic(BaseModel):

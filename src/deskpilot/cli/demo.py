@@ -15,6 +15,7 @@ import pandas as pd
 import typer
 
 from deskpilot.batch.predict import score_file
+from deskpilot.cli.audit_cmds import open_for_append
 from deskpilot.cli.common import (
     EXIT_FAILED,
     LabelColumnOpt,
@@ -28,12 +29,15 @@ from deskpilot.cli.data_cmds import render_report
 from deskpilot.cli.demo_serve import demo_key, serve_demo
 from deskpilot.cli.eval_cmds import resolve_suite
 from deskpilot.cli.snapshot_cmds import load_and_validate, split_summary, store_snapshot
-from deskpilot.cli.train_cmds import CODE_DIR
+from deskpilot.cli.train_cmds import CODE_DIR, audit_training
+from deskpilot.config import Settings
 from deskpilot.data.snapshots import Snapshot
 from deskpilot.domain import ModelRef
 from deskpilot.errors import ModelNotFoundError
 from deskpilot.evaluation.policy import load_policy
 from deskpilot.registry.base import CHAMPION, ModelRegistry, ModelVersion
+from deskpilot.rollout.actions import promote, read_state
+from deskpilot.store.audit import default_actor
 from deskpilot.training.pipeline import train_and_register
 from deskpilot.training.run import TrainingConfig
 
@@ -101,6 +105,7 @@ def demo(
                 suite=suite,
                 progress=lambda message: say(f"  · {message}"),
             )
+            audit_training(settings, run)
             m = run.result.metrics
             say(
                 f"  {run.version.uri}: accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.2%}, "
@@ -110,7 +115,7 @@ def demo(
             )
         step = 3 + len(chosen)
         say(f"[{step}/{steps}] promote the best version that passed its gate")
-        best = _promote_best(registry, settings.model_name, snapshot)
+        best = _promote_best(settings, registry, snapshot)
         say(
             f"  {settings.model_name}@{CHAMPION} = {best.uri} ({best.family}, validation accuracy "
             f"{best.metrics.get('val_accuracy', float('nan')):.2%})"
@@ -143,7 +148,8 @@ def _trained(
     return None
 
 
-def _promote_best(registry: ModelRegistry, name: str, snapshot: Snapshot) -> ModelVersion:
+def _promote_best(settings: Settings, registry: ModelRegistry, snapshot: Snapshot) -> ModelVersion:
+    name = settings.model_name
     passed = [
         v
         for v in registry.versions(name)
@@ -155,8 +161,16 @@ def _promote_best(registry: ModelRegistry, name: str, snapshot: Snapshot) -> Mod
             "no version trained on this data passed its gate; see `deskpilot models list`"
         )
     best = max(passed, key=lambda v: (v.metrics.get("val_accuracy", 0.0), int(v.version)))
-    if CHAMPION not in best.aliases:
-        registry.set_alias(name, CHAMPION, best.version)
+    if read_state(registry, name).champion != best.version:
+        promote(
+            registry,
+            open_for_append(settings),
+            ModelRef(name, version=best.version),
+            to="champion",
+            percent=None,
+            actor=default_actor(),
+            reason="deskpilot demo: best validation accuracy among versions that passed their gate",
+        )
     return registry.get(ModelRef(name, version=best.version))
 
 

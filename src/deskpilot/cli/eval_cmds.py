@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from deskpilot.cli import audit_cmds
 from deskpilot.cli.common import (
     EXIT_FAILED,
     JsonOpt,
@@ -33,6 +34,7 @@ from deskpilot.evaluation.gate import GateDecision, decide
 from deskpilot.evaluation.policy import load_policy
 from deskpilot.evaluation.report import write_report
 from deskpilot.registry.base import CHAMPION, ModelRegistry, ModelVersion
+from deskpilot.store.audit import GATE
 
 SUITE_FILE = "behavioral.yaml"
 
@@ -225,6 +227,7 @@ def gate_command(
         decision = decide(scored.evaluation, scored.champion, rules, seed=seed)
         if record:
             _record(scored.registry, version.name, version.version, decision)
+            audit_gate(settings, version.uri, decision)
         if report is not None:
             title = f"gate: {version.uri} on {data.name}"
             write_report(report, scored.evaluation, scored.champion, decision, title=title)
@@ -250,6 +253,18 @@ def _record(registry: ModelRegistry, name: str, version: str, decision: GateDeci
         },
         documents={f"gate_decision-{stamp}.json": json.dumps(decision.to_dict(), indent=2, default=str)},
     )
+
+
+def audit_gate(settings: Settings, uri: str, decision: GateDecision) -> None:
+    """Gate decisions belong in the audit chain beside the promotions they allow."""
+    payload = {
+        "outcome": decision.outcome,
+        "policy": decision.policy,
+        "champion": (decision.champion or {}).get("uri"),
+        "failed_rules": [f"{r.kind} {r.metric}" for r in decision.failures],
+        "compared_rows": decision.compared_rows,
+    }
+    audit_cmds.record(settings, GATE, uri, decision.reason()[:500], payload)
 
 
 def _render(decision: GateDecision, uri: str) -> str:

@@ -14,12 +14,14 @@ from pydantic import ValidationError
 
 from deskpilot import __version__
 from deskpilot.cli import (
+    audit_cmds,
     data_cmds,
     demo,
     eval_cmds,
     keys_cmds,
     models_cmds,
     predict_cmds,
+    rollout_cmds,
     serve_cmds,
     snapshot_cmds,
     train_cmds,
@@ -47,6 +49,10 @@ app.add_typer(models_cmds.app, name="models")
 app.add_typer(keys_cmds.app, name="keys")
 app.command("serve")(serve_cmds.serve)
 app.add_typer(serve_cmds.store_app, name="store")
+app.add_typer(audit_cmds.app, name="audit")
+app.command("promote")(rollout_cmds.promote)
+app.command("rollback")(rollout_cmds.rollback)
+app.add_typer(rollout_cmds.app, name="rollout")
 
 
 def _version(value: bool) -> None:

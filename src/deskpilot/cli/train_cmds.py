@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from deskpilot.cli import audit_cmds
 from deskpilot.cli.common import (
     EXIT_FAILED,
     JsonOpt,
@@ -20,12 +21,14 @@ from deskpilot.cli.common import (
     state,
 )
 from deskpilot.cli.data_cmds import render_report
-from deskpilot.cli.eval_cmds import SuiteOpt, resolve_suite
+from deskpilot.cli.eval_cmds import SuiteOpt, audit_gate, resolve_suite
 from deskpilot.cli.snapshot_cmds import load_and_validate, store_snapshot
+from deskpilot.config import Settings
 from deskpilot.errors import UsageError
 from deskpilot.evaluation.policy import load_policy
 from deskpilot.models.families import FAMILIES
-from deskpilot.training.pipeline import train_and_register
+from deskpilot.store.audit import PROMOTE
+from deskpilot.training.pipeline import RegisteredRun, train_and_register
 from deskpilot.training.run import TrainingConfig
 
 CODE_DIR = Path(__file__).resolve().parents[3]
@@ -43,6 +46,19 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key.strip()] = raw
     return params
+
+
+def audit_training(settings: Settings, run: RegisteredRun) -> None:
+    """The gate decision, and the promotion of a first version to champion, go in the audit chain."""
+    audit_gate(settings, run.version.uri, run.decision)
+    if run.became_champion:
+        audit_cmds.record(
+            settings,
+            PROMOTE,
+            run.version.uri,
+            "first version to pass its gate becomes the champion",
+            {"to": "champion", "gate": run.decision.outcome},
+        )
 
 
 def train(
@@ -111,6 +127,7 @@ def train(
             suite=behavioral,
             progress=say,
         )
+    audit_training(settings, run)
     metrics = run.result.metrics
     routing = run.result.model.manifest.routing
     if json_output:

@@ -72,6 +72,14 @@ class ModelRegistry(ABC):
         """The version an alias points at, or ``None``."""
 
     @abstractmethod
+    def model_tag(self, name: str, key: str) -> str | None:
+        """A tag of the registered model itself (not of a version), or ``None``."""
+
+    @abstractmethod
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        """Set a tag on the registered model (one atomic write of one value)."""
+
+    @abstractmethod
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove an alias; removing one that does not exist is not an error."""
 

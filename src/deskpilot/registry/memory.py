@@ -20,6 +20,7 @@ class InMemoryRegistry(ModelRegistry):
         self._versions: dict[tuple[str, str], ModelVersion] = {}
         self._aliases: dict[tuple[str, str], str] = {}
         self._documents: dict[tuple[str, str], dict[str, str]] = {}
+        self._model_tags: dict[tuple[str, str], str] = {}
         self._root = Path(tempfile.mkdtemp(prefix="deskpilot-registry-"))
 
     def register(self, model: TriageModel, *, name: str, record: RunRecord) -> ModelVersion:
@@ -66,6 +67,14 @@ class InMemoryRegistry(ModelRegistry):
 
     def alias_version(self, name: str, alias: str) -> str | None:
         return self._aliases.get((name, alias))
+
+    def model_tag(self, name: str, key: str) -> str | None:
+        return self._model_tags.get((name, key))
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        if not any(n == name for n, _ in self._versions):
+            raise ModelNotFoundError(f"registered model {name!r}: not found in the registry")
+        self._model_tags[(name, key)] = value
 
     def delete_alias(self, name: str, alias: str) -> None:
         self._aliases.pop((name, alias), None)

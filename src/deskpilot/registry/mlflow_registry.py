@@ -185,6 +185,19 @@ class MlflowRegistry(ModelRegistry):
         version = aliases.get(alias)
         return None if version is None else str(version)
 
+    def model_tag(self, name: str, key: str) -> str | None:
+        try:
+            with _mlflow_errors(f"registered model {name!r}"):
+                tags = self._client().get_registered_model(name).tags or {}
+        except ModelNotFoundError:
+            return None
+        value = tags.get(key)
+        return None if value is None else str(value)
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        with _mlflow_errors(f"registered model {name!r}"):
+            self._client().set_registered_model_tag(name, key, value)
+
     def delete_alias(self, name: str, alias: str) -> None:
         if self.alias_version(name, alias) is None:
             return

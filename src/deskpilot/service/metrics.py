@@ -71,6 +71,23 @@ class ServiceMetrics:
             ["tenant"],
             registry=r,
         )
+        self.shadow_shed = Counter(
+            "deskpilot_shadow_shed_total",
+            "Texts the shadow challenger skipped because it was behind.",
+            registry=r,
+        )
+        self.rollbacks = Counter(
+            "deskpilot_rollbacks_total",
+            "Automatic rollbacks of a challenger, by the rule it broke.",
+            ["rule"],
+            registry=r,
+        )
+        self.rollout_share = Gauge(
+            "deskpilot_rollout_share",
+            "Share of traffic each serving version answers.",
+            ["version", "role"],
+            registry=r,
+        )
         self.auth_failures = Counter(
             "deskpilot_auth_failures_total", "Requests with a missing or unknown API key.", registry=r
         )

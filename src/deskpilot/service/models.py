@@ -18,6 +18,8 @@ from deskpilot.domain import ModelRef
 from deskpilot.errors import DeskPilotError
 from deskpilot.models.artifact import TriageModel
 from deskpilot.registry.base import CHAMPION, ModelRegistry
+from deskpilot.rollout.actions import read_state
+from deskpilot.rollout.state import RolloutState, Stage
 
 FALLBACK_ALIAS = "fallback"
 FALLBACK_FAMILY = "tfidf"
@@ -64,6 +66,8 @@ class ModelManager:
         self._on_event = on_event
         self._primary: LoadedModel | None = None
         self._fallback: LoadedModel | None = None
+        self._challenger: LoadedModel | None = None
+        self._state = RolloutState()
         self._lock = threading.Lock()  # one refresh at a time; readers never take it
         self.last_error: str | None = None
 
@@ -75,18 +79,49 @@ class ModelManager:
     def fallback(self) -> LoadedModel | None:
         return self._fallback
 
-    def refresh(self) -> bool:
-        """Follow the registry: load what the aliases point at if it changed. True when a model swapped."""
-        with self._lock:
-            primary_swapped = self._refresh_primary()
-            return self._refresh_fallback() or primary_swapped
+    @property
+    def challenger(self) -> LoadedModel | None:
+        """The challenger of the current rollout (shadow or canary), once loaded."""
+        return self._challenger
 
-    def _refresh_primary(self) -> bool:
-        try:
-            version = self.registry.alias_version(self.name, self.primary_alias)
-        except DeskPilotError as exc:
-            self._failed("primary", f"registry unreachable: {exc.message}")
-            return False
+    @property
+    def state(self) -> RolloutState:
+        """The rollout state the loaded models follow (the challenger is loaded before it is published)."""
+        return self._state
+
+    def refresh(self) -> bool:
+        """Follow the registry's rollout state; load what changed. True when a model swapped."""
+        with self._lock:
+            try:
+                state = read_state(self.registry, self.name)
+            except DeskPilotError as exc:
+                self._failed("primary", f"registry unreachable: {exc.message}")
+                return False
+            primary_swapped = self._refresh_primary(state)
+            challenger_swapped = self._refresh_challenger(state)
+            return self._refresh_fallback() or primary_swapped or challenger_swapped
+
+    def _refresh_challenger(self, state: RolloutState) -> bool:
+        wanted = state.challenger if state.stage is not Stage.NONE else None
+        current = self._challenger
+        if wanted is None or (self._primary is not None and state.champion != self._primary.version):
+            # no challenger, or the champion itself could not be loaded: serve no challenger traffic
+            self._challenger = None
+            self._state = RolloutState(champion=self._primary.version if self._primary else None)
+            return current is not None
+        if current is None or current.version != wanted:
+            candidate = self._load(ModelRef(self.name, version=wanted), "challenger")
+            if candidate is None:
+                self._challenger = None
+                self._state = RolloutState(champion=state.champion)
+                return current is not None
+            self._challenger = candidate
+            self._loaded("challenger", candidate)
+        self._state = state
+        return current is None or current.version != wanted
+
+    def _refresh_primary(self, state: RolloutState) -> bool:
+        version = state.champion
         if version is None:
             self._failed("primary", f"models:/{self.name}@{self.primary_alias} is not set")
             return False

@@ -21,9 +21,13 @@ from opentelemetry import trace
 from deskpilot.data.pii import PiiRedactor
 from deskpilot.domain import Prediction, Route, Ticket, TriageDecision
 from deskpilot.models.artifact import predictions_from_proba
+from deskpilot.rollout.monitor import CHALLENGER_ROLE, CHAMPION_ROLE, RolloutMonitor
+from deskpilot.rollout.split import to_challenger
+from deskpilot.rollout.state import Stage
 from deskpilot.service.batcher import MicroBatcher
 from deskpilot.service.metrics import ServiceMetrics
 from deskpilot.service.models import LoadedModel, ModelManager
+from deskpilot.service.shadow import ShadowScorer
 from deskpilot.store.base import DecisionStore
 from deskpilot.store.records import DecisionRecord, FeedbackRecord
 from deskpilot.store.writer import BufferedWriter
@@ -37,6 +41,14 @@ class ServiceLimits:
     max_wait_ms: float = 2.0
     model_timeout_s: float = 2.0
     top_k: int = 3
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    probs: np.ndarray | None
+    loaded: LoadedModel | None
+    fallback: bool
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,7 @@ class TriageService:
         redactor: PiiRedactor | None = None,
         limits: ServiceLimits | None = None,
         tracer: trace.Tracer | None = None,
+        monitor: RolloutMonitor | None = None,
     ) -> None:
         self.models = models
         self.store = store
@@ -67,13 +80,20 @@ class TriageService:
         self.redactor = redactor or PiiRedactor()
         self.limits = limits or ServiceLimits()
         self.tracer = tracer or trace.NoOpTracer()
+        self.monitor = monitor or RolloutMonitor(window_s=60.0)
+        self.shadow: ShadowScorer | None = None
         self._primary: MicroBatcher[LoadedModel] | None = None
         self._fallback: MicroBatcher[LoadedModel] | None = None
+        self._challenger: MicroBatcher[LoadedModel] | None = None
 
     async def start(self) -> None:
         """Create the batchers on the running loop (they own a task and a model thread each)."""
         self._primary = self._batcher("primary", lambda: self.models.primary)
         self._fallback = self._batcher("fallback", lambda: self.models.fallback)
+        self._challenger = self._batcher("challenger", lambda: self.models.challenger)
+        self.shadow = ShadowScorer(
+            self._challenger, self.monitor, self.metrics, timeout_s=self.limits.model_timeout_s
+        )
 
     def _batcher(self, role: str, current: Callable[[], LoadedModel | None]) -> MicroBatcher[LoadedModel]:
         """A batcher that asks for the model serving ``role`` at each batch, so a swap needs no restart."""
@@ -87,7 +107,9 @@ class TriageService:
         )
 
     async def close(self) -> None:
-        for batcher in (self._primary, self._fallback):
+        if self.shadow is not None:
+            await self.shadow.close()
+        for batcher in (self._primary, self._fallback, self._challenger):
             if batcher is not None:
                 await batcher.close()
         if self.writer is not None:
@@ -119,64 +141,106 @@ class TriageService:
         return not problems, problems
 
     async def triage(self, tenant: str, tickets: Sequence[Ticket]) -> list[Answer]:
-        """Decide every ticket (texts already validated); one model call for the whole request."""
+        """Decide every ticket (texts already validated): one model call per model for the whole request.
+
+        In a canary, the tickets whose (tenant, ticket id) hash falls in the challenger's share go to the
+        challenger; in shadow, the challenger scores the same texts after the answers are ready.
+        """
         started = time.perf_counter()
+        request_ids = [_new_request_id() for _ in tickets]
+        state = self.models.state
         with self.tracer.start_as_current_span("triage") as span:
             span.set_attribute("deskpilot.tenant", tenant)
             span.set_attribute("deskpilot.tickets", len(tickets))
             texts = [self.redactor.redact(t.text) for t in tickets]
-            probs, loaded, fallback, reason = await self._predict(texts)
-            span.set_attribute("deskpilot.fallback", fallback)
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
-        answers = []
-        if probs is None or loaded is None:
-            for _ in tickets:
-                decision = TriageDecision(
-                    request_id=_new_request_id(),
-                    prediction=Prediction("", 0.0),
-                    route=Route.HUMAN,
-                    model_version="none",
-                    reason=reason,
-                    fallback=True,
+            canary = [
+                self.models.challenger is not None and to_challenger(state, tenant, t.id or rid)
+                for t, rid in zip(tickets, request_ids, strict=True)
+            ]
+            groups = [[i for i, c in enumerate(canary) if c is side] for side in (False, True)]
+            outcomes = await asyncio.gather(
+                *(
+                    self._predict([texts[i] for i in group], challenger=side)
+                    for side, group in zip((False, True), groups, strict=True)
+                    if group
                 )
-                answers.append(Answer(decision, self.models.name, elapsed_ms))
-        else:
-            predictions = predictions_from_proba(probs, loaded.model.classes, top_k=self.limits.top_k)
-            for prediction in predictions:
-                decision = TriageDecision(
-                    request_id=_new_request_id(),
+            )
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        answers: list[Answer | None] = [None] * len(tickets)
+        for group, outcome in zip([g for g in groups if g], outcomes, strict=True):
+            for i, answer in zip(
+                group, self._answers(outcome, [request_ids[i] for i in group], elapsed_ms), strict=True
+            ):
+                answers[i] = answer
+        done = [a for a in answers if a is not None]
+        for ticket, text, answer in zip(tickets, texts, done, strict=True):
+            self._record(tenant, ticket, text, answer)
+        if self.shadow is not None and state.stage is Stage.SHADOW:
+            self.shadow.submit(texts, done)
+        return done
+
+    def _answers(self, outcome: _Outcome, request_ids: list[str], elapsed_ms: float) -> list[Answer]:
+        if outcome.probs is None or outcome.loaded is None:
+            return [
+                Answer(
+                    TriageDecision(
+                        rid, Prediction("", 0.0), Route.HUMAN, "none", outcome.reason, fallback=True
+                    ),
+                    self.models.name,
+                    elapsed_ms,
+                )
+                for rid in request_ids
+            ]
+        loaded = outcome.loaded
+        predictions = predictions_from_proba(outcome.probs, loaded.model.classes, top_k=self.limits.top_k)
+        return [
+            Answer(
+                TriageDecision(
+                    request_id=rid,
                     prediction=prediction,
                     route=loaded.model.route_for(prediction.confidence),
                     model_version=loaded.version,
-                    reason=reason,
-                    fallback=fallback,
-                )
-                answers.append(Answer(decision, loaded.name, elapsed_ms))
-        for ticket, text, answer in zip(tickets, texts, answers, strict=True):
-            self._record(tenant, ticket, text, answer)
-        return answers
+                    reason=outcome.reason,
+                    fallback=outcome.fallback,
+                ),
+                loaded.name,
+                elapsed_ms,
+            )
+            for rid, prediction in zip(request_ids, predictions, strict=True)
+        ]
 
-    async def _predict(self, texts: list[str]) -> tuple[np.ndarray | None, LoadedModel | None, bool, str]:
-        if self._primary is None or self._fallback is None:
+    async def _predict(self, texts: list[str], *, challenger: bool = False) -> _Outcome:
+        """Ask the challenger (canary) or champion, then the next in line: champion, then the fallback."""
+        if self._primary is None or self._fallback is None or self._challenger is None:
             raise RuntimeError("TriageService.start() was not awaited")
+        chain = [("challenger", self._challenger)] if challenger else []
+        chain += [("champion", self._primary), ("fallback", self._fallback)]
+        reasons: list[str] = []
         timeout = self.limits.model_timeout_s
-        try:
-            probs, loaded = await asyncio.wait_for(self._primary.predict(texts), timeout)
-            return probs, loaded, False, ""
-        except TimeoutError:
-            reason = f"primary model exceeded its {timeout:g}s budget"
-            self.metrics.fallbacks.labels("timeout").inc()
-        except Exception as exc:  # the primary's failure is answered by the fallback, not by a 500
-            reason = f"primary model failed: {type(exc).__name__}: {exc}"
-            self.metrics.fallbacks.labels("error").inc()
-        logger.warning("answering with the fallback model: %s", reason)
-        try:
-            probs, loaded = await asyncio.wait_for(self._fallback.predict(texts), timeout)
-            return probs, loaded, True, reason
-        except Exception as exc:  # both failed: a person decides
-            self.metrics.fallbacks.labels("unavailable").inc()
-            detail = "exceeded its budget" if isinstance(exc, TimeoutError) else f"failed: {exc}"
-            return None, None, True, f"{reason}; fallback model {detail}; routed to a person"
+        for role, batcher in chain:
+            started = time.perf_counter()
+            try:
+                probs, loaded = await asyncio.wait_for(batcher.predict(texts), timeout)
+            except Exception as exc:  # a model's failure is answered by the next in line, not by a 500
+                kind = "timeout" if isinstance(exc, TimeoutError) else "error"
+                reasons.append(
+                    f"{role} model exceeded its {timeout:g}s budget"
+                    if kind == "timeout"
+                    else f"{role} model failed: {type(exc).__name__}: {exc}"
+                )
+                self.metrics.fallbacks.labels(kind).inc()
+                self._observe(role, started, error=True)
+                continue
+            self._observe(role, started, error=False)
+            if reasons:
+                logger.warning("answered by the %s model: %s", role, "; ".join(reasons))
+            return _Outcome(probs, loaded, bool(reasons), "; ".join(reasons))
+        self.metrics.fallbacks.labels("unavailable").inc()
+        return _Outcome(None, None, True, "; ".join(reasons) + "; routed to a person")
+
+    def _observe(self, role: str, started: float, *, error: bool) -> None:
+        if role in (CHAMPION_ROLE, CHALLENGER_ROLE):
+            self.monitor.observe_call(role, (time.perf_counter() - started) * 1000.0, error=error)
 
     def _record(self, tenant: str, ticket: Ticket, text: str, answer: Answer) -> None:
         decision = answer.decision
@@ -208,15 +272,49 @@ class TriageService:
         """Store an agent's verdict on a decision of this tenant (StoreNotFoundError otherwise)."""
         if self.store is None:
             raise LookupError("no store is configured")
-        return await asyncio.to_thread(self.store.add_feedback, tenant, request_id, correct_intent)
+        record = await asyncio.to_thread(self.store.add_feedback, tenant, request_id, correct_intent)
+        self._observe_feedback(record)
+        return record
+
+    def forget_shadow(self) -> None:
+        if self.shadow is not None:
+            self.shadow.forget()
+
+    def _observe_feedback(self, record: FeedbackRecord) -> None:
+        """Score whichever rollout models answered this request, for the feedback-accuracy rule."""
+        state = self.models.state
+        correct = record.correct_intent
+        if record.model_version == state.champion:
+            self.monitor.observe_feedback(CHAMPION_ROLE, correct=record.predicted_intent == correct)
+        elif record.model_version == state.challenger:
+            self.monitor.observe_feedback(CHALLENGER_ROLE, correct=record.predicted_intent == correct)
+        shadow = self.shadow.answer_for(record.request_id) if self.shadow is not None else None
+        if shadow is not None and shadow.model_version == state.challenger:
+            self.monitor.observe_feedback(CHALLENGER_ROLE, correct=shadow.intent == correct)
 
     def serving(self) -> dict[str, object]:
-        """What serves, at what share (the rollout issue adds shadow and canary shares)."""
+        """What serves, at what share: champion, fallback, the challenger and its stage, shadow agreement."""
         out: dict[str, object] = {}
         for role, loaded in (("primary", self.models.primary), ("fallback", self.models.fallback)):
             out[role] = None if loaded is None else _describe(loaded)
+        state = self.models.state
+        challenger = self.models.challenger
+        out["challenger"] = None if challenger is None else _describe(challenger)
+        out["rollout"] = {
+            "stage": str(state.stage),
+            "percent": state.percent,
+            "revision": state.revision,
+            "updated_at": state.updated_at,
+            "reason": state.reason,
+        }
+        shares: dict[str, float] = {}
         if self.models.primary is not None:
-            out["shares"] = {self.models.primary.uri: 1.0}
+            share = state.canary_share if challenger is not None else 0.0
+            shares[self.models.primary.uri] = 1.0 - share
+            if challenger is not None and share > 0:
+                shares[challenger.uri] = share
+        out["shares"] = shares
+        out["shadow"] = self.monitor.agreement.to_dict() if state.stage is Stage.SHADOW else None
         return out
 
 

@@ -54,6 +54,24 @@ def revision_of(connection: Connection) -> str | None:
     return context.get_current_revision()
 
 
+def require_head(connection: Connection, where: str) -> None:
+    """Raise :class:`StoreError` naming the fix unless the database is at the revision this code needs;
+    ``where`` is the (password-free) URL for the message."""
+    at, head = revision_of(connection), head_revision()
+    if at == head:
+        return
+    if at is None:
+        state = "has no DeskPilot store schema"
+    elif at in known_revisions():
+        state = f"is at schema revision {at}, behind {head}"
+    else:
+        state = f"is at schema revision {at}, which this DeskPilot does not know (newer code?)"
+    raise StoreError(
+        f"the store at {where} {state}: {MIGRATE_HINT}",
+        details={"database": where, "revision": at, "expected": head},
+    )
+
+
 def upgrade(url: str, revision: str = "head") -> str | None:
     """Migrate the database at ``url`` up to ``revision``; returns the revision it is at afterwards.
 

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from deskpilot.domain import Route
-from deskpilot.errors import StoreError, StoreNotFoundError
+from deskpilot.errors import StoreNotFoundError
 from deskpilot.store import migrate
 from deskpilot.store.base import MAX_PAGE, DecisionStore, check_page
 from deskpilot.store.engine import make_engine, parse_url, safe_url, translated
@@ -118,18 +118,7 @@ class SqlStore(DecisionStore):
     def _check_schema(self, conn: Connection) -> None:
         if self._schema_checked:
             return
-        at, head = migrate.revision_of(conn), migrate.head_revision()
-        if at != head:
-            if at is None:
-                state = "has no DeskPilot store schema"
-            elif at in migrate.known_revisions():
-                state = f"is at schema revision {at}, behind {head}"
-            else:
-                state = f"is at schema revision {at}, which this DeskPilot does not know (newer code?)"
-            raise StoreError(
-                f"the store at {self.url} {state}: {migrate.MIGRATE_HINT}",
-                details={"database": self.url, "revision": at, "expected": head},
-            )
+        migrate.require_head(conn, self.url)
         self._schema_checked = True
 
 

@@ -88,3 +88,23 @@ feedback = sa.Table(
     ),
     sa.Index(None, "tenant", "created_at"),
 )
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("actor", sa.String(), nullable=False),
+    sa.Column("action", sa.String(), nullable=False),
+    sa.Column("target", sa.String(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("prev_hash", sa.CHAR(64), nullable=False),
+    sa.Column("hash", sa.CHAR(64), nullable=False),
+    # One entry per position and one successor per entry: a race fails on these instead of forking.
+    sa.UniqueConstraint("seq"),
+    sa.UniqueConstraint("prev_hash"),
+)
+"""The audit chain (see :mod:`deskpilot.store.audit`); the database refuses UPDATE, DELETE and TRUNCATE
+on it through triggers that migration 0002 creates."""

@@ -1,0 +1,157 @@
+"""Promote and roll back: change the rollout state, mirror the champion alias, append to the audit chain.
+
+Only a version whose gate passed can be promoted, unless the caller forces it with a reason (recorded as a
+``force_promote`` entry). Writes are optimistic: the state's revision must be the one the caller read, so
+two operators (or an operator and the automatic rollback) cannot silently overwrite each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from deskpilot.domain import ModelRef
+from deskpilot.errors import RolloutConflictError, RolloutError, UsageError
+from deskpilot.registry.base import CHAMPION, ModelRegistry
+from deskpilot.rollout.state import HISTORY_LIMIT, STATE_TAG, RolloutState, Stage
+
+
+class AuditTrail(Protocol):
+    """What rollout needs from the audit log (``deskpilot.store.audit``)."""
+
+    def append(
+        self, actor: str, action: str, target: str, reason: str, payload: dict[str, Any]
+    ) -> object: ...
+
+
+def read_state(registry: ModelRegistry, name: str) -> RolloutState:
+    """The stored state, or (before the first promotion) the ``champion`` alias alone."""
+    raw = registry.model_tag(name, STATE_TAG)
+    if raw:
+        return RolloutState.from_json(raw)
+    return RolloutState(champion=registry.alias_version(name, CHAMPION))
+
+
+def write_state(registry: ModelRegistry, name: str, state: RolloutState, *, expected_revision: int) -> None:
+    current = read_state(registry, name)
+    if current.revision != expected_revision:
+        raise RolloutConflictError(
+            f"the rollout of {name} changed while this action was prepared (revision {current.revision}, "
+            f"expected {expected_revision}); check `deskpilot rollout status` and retry"
+        )
+    registry.set_model_tag(name, STATE_TAG, state.to_json())
+    if state.champion is not None and state.champion != current.champion:
+        registry.set_alias(name, CHAMPION, state.champion)
+
+
+def promote(
+    registry: ModelRegistry,
+    audit: AuditTrail,
+    ref: ModelRef,
+    *,
+    to: Stage | str,
+    percent: float | None,
+    actor: str,
+    reason: str,
+    force: bool = False,
+) -> RolloutState:
+    """Put a version in shadow, in canary at ``percent``, or make it the champion."""
+    version = registry.get(ref)
+    gate = version.tags.get("deskpilot.gate", "none")
+    if force and not reason.strip():
+        raise UsageError("--force needs --reason: forced promotions are audited with their reason")
+    if gate != "pass" and not force:
+        raise RolloutError(
+            f"{version.uri} did not pass its gate (gate: {gate}); run `deskpilot gate` or promote with "
+            "--force --reason '...'",
+            details={"gate": gate},
+        )
+    name, number = version.name, version.version
+    state = read_state(registry, name)
+    if to == "champion":
+        if state.champion == number and state.challenger is None:
+            raise RolloutError(f"{version.uri} is already the champion")
+        history = (
+            (state.champion, *state.history) if state.champion and state.champion != number else state.history
+        )
+        new = state.next(
+            actor=actor,
+            reason=reason,
+            champion=number,
+            challenger=None,
+            stage=Stage.NONE,
+            percent=0.0,
+            history=history[:HISTORY_LIMIT],
+        )
+    else:
+        stage = Stage(to)
+        if stage is Stage.NONE:
+            raise UsageError("promote to shadow, canary or champion")
+        if state.champion == number:
+            raise RolloutError(f"{version.uri} is the champion; a challenger must be another version")
+        share = 0.0 if stage is Stage.SHADOW else (10.0 if percent is None else percent)
+        if stage is Stage.CANARY and not 0.0 < share <= 100.0:
+            raise UsageError(f"--percent must be in (0, 100], not {share}")
+        new = state.next(actor=actor, reason=reason, challenger=number, stage=stage, percent=share)
+    write_state(registry, name, new, expected_revision=state.revision)
+    audit.append(
+        actor,
+        "force_promote" if force and gate != "pass" else "promote",
+        version.uri,
+        reason,
+        {
+            "to": str(to),
+            "percent": new.percent,
+            "gate": gate,
+            "before": _summary(state),
+            "after": _summary(new),
+        },
+    )
+    return new
+
+
+def rollback(
+    registry: ModelRegistry, audit: AuditTrail, name: str, *, actor: str, reason: str, automatic: bool = False
+) -> RolloutState:
+    """One step back: stop the challenger if there is one, else return to the previous champion."""
+    state = read_state(registry, name)
+    if state.challenger is not None:
+        new = state.next(actor=actor, reason=reason, challenger=None, stage=Stage.NONE, percent=0.0)
+        target = ModelRef(name, version=state.challenger).uri
+    elif state.history:
+        new = state.next(actor=actor, reason=reason, champion=state.history[0], history=state.history[1:])
+        target = ModelRef(name, version=state.history[0]).uri
+    else:
+        raise RolloutError(f"nothing to roll back for {name}: no challenger and no earlier champion")
+    write_state(registry, name, new, expected_revision=state.revision)
+    audit.append(
+        actor,
+        "auto_rollback" if automatic else "rollback",
+        target,
+        reason,
+        {"before": _summary(state), "after": _summary(new)},
+    )
+    return new
+
+
+def ramp(
+    registry: ModelRegistry, audit: AuditTrail, name: str, *, percent: float, actor: str, reason: str
+) -> RolloutState:
+    """Raise the canary's share (the automatic ramp, after every rule held long enough)."""
+    state = read_state(registry, name)
+    if state.stage is not Stage.CANARY or state.challenger is None or percent <= state.percent:
+        raise RolloutError(f"{name} has no canary below {percent}% to ramp")
+    new = state.next(actor=actor, reason=reason, percent=percent)
+    write_state(registry, name, new, expected_revision=state.revision)
+    target = ModelRef(name, version=state.challenger).uri
+    audit.append(actor, "ramp", target, reason, {"before": _summary(state), "after": _summary(new)})
+    return new
+
+
+def _summary(state: RolloutState) -> dict[str, Any]:
+    return {
+        "champion": state.champion,
+        "challenger": state.challenger,
+        "stage": str(state.stage),
+        "percent": state.percent,
+        "revision": state.revision,
+    }

@@ -1,0 +1,132 @@
+"""The rollout guard: evaluates the rollback rules every second and steps the challenger back on a breach.
+
+A breach writes the rollback through the registry (so every replica follows) and the audit chain (so the
+reason is kept), counts ``deskpilot_rollbacks_total{rule}``, logs it, and reloads at once, so traffic is
+back on the champion within a second or two. With a ramp configured, a canary that holds every rule for
+``hold_s`` moves to the next share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from deskpilot.errors import DeskPilotError, RolloutConflictError
+from deskpilot.evaluation.policy import RolloutRules
+from deskpilot.rollout.monitor import CHALLENGER_ROLE, CHAMPION_ROLE, RolloutMonitor
+from deskpilot.rollout.rules import Breach, breaches
+from deskpilot.rollout.state import RolloutState, Stage
+from deskpilot.service.metrics import ServiceMetrics
+from deskpilot.service.models import ModelManager
+
+logger = logging.getLogger(__name__)
+
+RollbackAction = Callable[[str], RolloutState]  # reason -> new state
+RampAction = Callable[[float], RolloutState]  # next percent -> new state
+
+
+class RolloutGuard:
+    def __init__(
+        self,
+        models: ModelManager,
+        monitor: RolloutMonitor,
+        rules: RolloutRules,
+        metrics: ServiceMetrics,
+        *,
+        rollback: RollbackAction,
+        ramp: RampAction | None = None,
+        on_new_challenger: Callable[[], None] | None = None,
+        interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.models = models
+        self.monitor = monitor
+        self.rules = rules
+        self.metrics = metrics
+        self._rollback = rollback
+        self._ramp = ramp
+        self._on_new_challenger = on_new_challenger
+        self.interval_s = interval_s
+        self._clock = clock
+        self._watching: tuple[str | None, str | None] = (None, None)
+        self._healthy_since: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.last_breaches: list[Breach] = []
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="deskpilot-rollout-guard")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.check()
+            except Exception:  # the guard must outlive one bad evaluation
+                logger.exception("rollout guard check failed")
+
+    async def check(self) -> list[Breach]:
+        """One evaluation of the rules; returns the breaches that caused a rollback (empty otherwise)."""
+        state = self.models.state
+        self._follow(state)
+        if state.stage is Stage.NONE or self.models.challenger is None:
+            return []
+        found = breaches(self.rules, self.monitor.stats(CHALLENGER_ROLE), self.monitor.stats(CHAMPION_ROLE))
+        if found:
+            await self._roll_back(found)
+            return found
+        await self._maybe_ramp(state)
+        return []
+
+    def _follow(self, state: RolloutState) -> None:
+        watching = (state.challenger, str(state.stage))
+        if watching != self._watching:
+            self._watching = watching
+            self._healthy_since = None
+            self.monitor.reset()
+            if self._on_new_challenger is not None:
+                self._on_new_challenger()
+
+    async def _roll_back(self, found: list[Breach]) -> None:
+        reason = "automatic rollback: " + "; ".join(f"{b.rule}: {b.detail}" for b in found)
+        self.last_breaches = found
+        try:
+            await asyncio.to_thread(self._rollback, reason)
+        except RolloutConflictError:
+            logger.info("rollout changed meanwhile (another replica or an operator); reloading")
+        except DeskPilotError as exc:
+            logger.error("automatic rollback failed: %s", exc.message)
+            return
+        for breach in found:
+            self.metrics.rollbacks.labels(breach.rule).inc()
+        logger.warning("rolled back the challenger", extra={"reason": reason})
+        await asyncio.to_thread(self.models.refresh)
+
+    async def _maybe_ramp(self, state: RolloutState) -> None:
+        if self._ramp is None or state.stage is not Stage.CANARY or not self.rules.ramp:
+            return
+        if self.monitor.stats(CHALLENGER_ROLE).requests < self.rules.min_requests:
+            return
+        now = self._clock()
+        if self._healthy_since is None:
+            self._healthy_since = now
+            return
+        if now - self._healthy_since < self.rules.hold_s:
+            return
+        higher = [step for step in self.rules.ramp if step > state.percent]
+        if not higher:
+            return
+        try:
+            await asyncio.to_thread(self._ramp, higher[0])
+        except DeskPilotError as exc:
+            logger.warning("canary ramp skipped: %s", exc.message)
+            return
+        logger.info("canary ramped", extra={"percent": higher[0]})
+        self._healthy_since = None
+        await asyncio.to_thread(self.models.refresh)
