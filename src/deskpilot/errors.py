@@ -35,7 +35,8 @@ are part of the public contract and never change meaning once shipped.
     │   └── TrainingError                training_failed
     ├── RegistryError                    registry_error        the tracking/registry backend failed
     ├── RolloutError                     rollout_refused       a promotion or rollback that must not happen
-    │   └── RolloutConflictError         rollout_conflict      the rollout state changed underneath
+    │   ├── RolloutConflictError         rollout_conflict      the rollout state changed underneath
+    │   └── NoShadowDataError            no_shadow_data        no challenger, or no shadow answers to report
     └── StoreError                       store_error           the decision/feedback store failed
         ├── StoreUnavailableError        store_unavailable     the database cannot be reached; retry later
         └── StoreNotFoundError           not_found             no such request for this tenant
@@ -201,3 +202,7 @@ class RolloutError(DeskPilotError):
 
 class RolloutConflictError(RolloutError):
     code = "rollout_conflict"
+
+
+class NoShadowDataError(RolloutError):
+    code = "no_shadow_data"

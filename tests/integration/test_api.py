@@ -117,6 +117,8 @@ def test_unknown_routes_and_methods(server: LiveServer) -> None:
     with server.client(ACME_KEY) as client:
         assert client.get("/v1/nothing").json()["error"]["code"] == "not_found"
         wrong = client.get("/v1/triage")
+        put = client.put("/v1/triage", json={"text": "hi"})
+    assert put.status_code == 405, "a method the route lacks is 405 whatever its body"
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
 

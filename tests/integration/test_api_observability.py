@@ -153,7 +153,6 @@ def test_a_request_is_traced_through_triage_batch_and_model(
     assert triage.parent.span_id == request.context.span_id
     assert attributes(triage)["deskpilot.tenant"] == "acme"
     assert attributes(triage)["deskpilot.tickets"] == 1
-    assert attributes(triage)["deskpilot.fallback"] is False
 
     (batch,) = [
         s

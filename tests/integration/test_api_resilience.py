@@ -7,6 +7,7 @@ returns garbage or stalls; a registry alias moved to a new or a corrupt version;
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +38,7 @@ from tests.integration.api_fixtures import (
 from tests.live_server import LiveServer
 
 Predict = Callable[[Sequence[str]], np.ndarray]
+PRIMARY_FAILED = re.compile(r"^(primary|champion) model failed: ")
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +117,7 @@ def test_a_failing_primary_is_answered_by_the_fallback(server: LiveServer, broke
         assert body["fallback"] is True
         assert body["model_version"] == fallback.version != primary.version
         assert body["intent"] in fallback.model.classes
-        assert body["reason"].startswith("primary model failed")
+        assert PRIMARY_FAILED.match(body["reason"]), body["reason"]
     assert metric(server, "deskpilot_fallback_total", reason="error") == before + 2
     with server.client(ACME_KEY) as client:  # the primary serves again once it is healthy
         healthy = client.post("/v1/triage", json={"text": "my card has not arrived yet"}).json()
@@ -168,8 +170,8 @@ def test_when_both_models_fail_a_person_decides(server: LiveServer) -> None:
     assert body["fallback"] is True
     assert body["id"] == "T-9"
     reason = body["reason"]
-    assert "primary model failed" in reason
-    assert "fallback model failed" in reason
+    assert PRIMARY_FAILED.match(reason), reason
+    assert "simulated model crash; fallback model failed: RuntimeError: simulated model crash" in reason
     assert "routed to a person" in reason
     assert metric(server, "deskpilot_fallback_total", reason="unavailable") == before + 1
     service = server.app.state.parts.service
@@ -248,7 +250,8 @@ def test_without_a_champion_the_fallback_answers_and_readyz_says_why(trained: Tr
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["fallback"] is True
-    assert body["reason"] == "primary model failed: LookupError: no model is loaded"
+    assert PRIMARY_FAILED.match(body["reason"]), body["reason"]
+    assert body["reason"].endswith("LookupError: no model is loaded")
     assert body["model_version"] == models["fallback"]["version"]
     assert models["primary"] is None
     assert models["shares"] == {}
@@ -267,7 +270,7 @@ def test_with_no_model_at_all_every_ticket_goes_to_a_person(tmp_path: Path) -> N
     body = response.json()
     assert (body["route"], body["intent"], body["model_version"]) == ("human", None, "none")
     assert "routed to a person" in body["reason"]
-    assert models == {"primary": None, "fallback": None, "shares": {}}
+    assert (models["primary"], models["fallback"], models["shares"]) == (None, None, {})
 
 
 class OutageStore(SqlStore):
@@ -427,7 +430,8 @@ def test_a_broken_champion_never_replaces_the_serving_model(trained: TrainedHome
             failures = metric(server, "deskpilot_model_load_failures_total", role="primary")
     finally:
         trained.registry.set_alias(MODEL, CHAMPION, serving_version)
-    assert after == before
+    serving_keys = ("primary", "fallback", "shares")
+    assert [after[k] for k in serving_keys] == [before[k] for k in serving_keys]
     assert before["primary"]["version"] == serving_version
     assert answer["model_version"] == serving_version
     assert answer["fallback"] is False

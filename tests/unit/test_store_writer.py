@@ -14,8 +14,8 @@ import pytest
 from deskpilot.domain import IntentScore, Prediction, Route, TriageDecision
 from deskpilot.errors import StoreNotFoundError, StoreUnavailableError
 from deskpilot.store.memory import InMemoryStore
-from deskpilot.store.records import DecisionRecord
-from deskpilot.store.writer import BufferedWriter
+from deskpilot.store.records import DecisionRecord, ShadowRecord
+from deskpilot.store.writer import BufferedWriter, ShadowWriter
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -295,3 +295,44 @@ def test_a_record_is_built_from_the_service_decision() -> None:
 def test_a_bad_record_fails_where_it_is_made(change: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"tenant|finite|timezone"):
         replace(record(1), **change)  # type: ignore[arg-type]
+
+
+def test_the_shadow_writer_carries_shadow_answers_through_write_shadow(
+    store: InMemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    def answer(i: int) -> ShadowRecord:
+        return ShadowRecord(
+            tenant="acme",
+            request_id=f"req-{i}",
+            model_name="deskpilot-triage",
+            model_version="4",
+            intent="card_arrival",
+            confidence=0.5,
+            route=Route.HUMAN,
+            created_at=T0 + timedelta(seconds=i),
+        )
+
+    drops: list[int] = []
+    writer = ShadowWriter(
+        store,
+        max_buffer=5,
+        batch_size=2,
+        flush_interval_s=0,
+        retry_backoff_s=(0.01, 0.05),
+        on_drop=drops.append,
+    )
+    try:
+        store.available = False
+        with caplog.at_level(logging.WARNING, logger="deskpilot.store.writer"):
+            accepted = [writer.submit(answer(i)) for i in range(7)]
+        assert accepted == [True] * 5 + [False] * 2
+        assert sum(drops) == 2
+        assert any("shadow log buffer is full (5 shadow answers)" in r.getMessage() for r in caplog.records)
+        store.available = True
+        assert writer.flush(timeout=5)
+        store.write_decisions([replace(record(i), model_version="3") for i in range(5)])
+        pairs = store.shadow_comparison("deskpilot-triage", "4")
+        assert [p.request_id for p in pairs] == [f"req-{i}" for i in range(5)]
+        assert store.batches == [tuple(f"req-{i}" for i in range(5))]  # the decision log saw none of them
+    finally:
+        writer.close(timeout=5)

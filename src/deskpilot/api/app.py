@@ -40,7 +40,7 @@ from deskpilot.store.audit import AuditLog
 from deskpilot.store.audit_sql import SqlAuditLog
 from deskpilot.store.base import DecisionStore
 from deskpilot.store.sql import SqlStore
-from deskpilot.store.writer import BufferedWriter
+from deskpilot.store.writer import BufferedWriter, ShadowWriter
 
 logger = logging.getLogger(__name__)
 SERVICE_ACTOR = "deskpilot-service"
@@ -64,6 +64,7 @@ class Overrides:
 def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAPI:
     given = overrides or Overrides()
     rules = load_policy(settings.policy_file).rollout  # a bad policy fails before the server starts
+    keys = given.keys or KeyRing(settings.keys_file, settings.api_keys)  # so does a malformed key
     limiter = TokenBucketLimiter(  # built here so a bad setting fails before the server starts
         settings.rate_limit_per_s, settings.rate_limit_burst, overrides=settings.tenant_rate_limits
     )
@@ -74,7 +75,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        parts, watcher, guard = await _start(settings, given, metrics, tracer, limiter, rules)
+        parts, watcher, guard = await _start(settings, given, metrics, tracer, limiter, rules, keys)
         app.state.parts = parts
         try:
             yield
@@ -105,6 +106,7 @@ async def _start(
     tracer: trace.Tracer,
     limiter: TokenBucketLimiter,
     rules: RolloutRules,
+    keys: KeyRing,
 ) -> tuple[AppParts, ModelWatcher, RolloutGuard]:
     registry = given.registry or MlflowRegistry(
         settings.resolved_tracking_uri,
@@ -121,6 +123,12 @@ async def _start(
         max_buffer=settings.store_buffer,
         on_drop=metrics.store_dropped.inc,
         on_depth=metrics.store_queue_depth.set,
+        logger=logging.getLogger("deskpilot.store"),
+    )
+    shadow_writer = ShadowWriter(
+        store,
+        max_buffer=settings.store_buffer,
+        on_drop=metrics.shadow_log_dropped.inc,
         logger=logging.getLogger("deskpilot.store"),
     )
 
@@ -142,6 +150,7 @@ async def _start(
         monitor=monitor,
         store=store,
         writer=writer,
+        shadow_writer=shadow_writer,
         metrics=metrics,
         limits=ServiceLimits(
             max_batch=settings.micro_batch_max,
@@ -169,7 +178,7 @@ async def _start(
     guard.start()
     parts = AppParts(
         service=service,
-        keys=given.keys or KeyRing(settings.keys_file, settings.api_keys),
+        keys=keys,
         limiter=limiter,
         metrics=metrics,
         limits=RequestLimits(

@@ -27,7 +27,7 @@ Receive = Any
 Send = Any
 ASGIApp = Any
 
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_BODY_METHODS = frozenset({"POST"})  # the only method with a body here; others go to the router (405)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 access_log = logging.getLogger("deskpilot.access")

@@ -92,12 +92,21 @@ class IntentAgreementPublic(BaseModel):
     agreement_rate: float
 
 
+class PairedFeedbackPublic(BaseModel):
+    judged: int = Field(description="Requests with feedback that both models answered.")
+    champion_accuracy: float | None
+    challenger_accuracy: float | None
+
+
 class ShadowPublic(BaseModel):
     compared: int
     agreement_rate: float | None
     mean_confidence_shift: float | None = Field(description="Challenger minus champion confidence.")
     route_changes: dict[str, int]
     least_agreed_intents: list[IntentAgreementPublic]
+    feedback: PairedFeedbackPublic | None = Field(
+        default=None, description="Accuracy of each model on the same requests, where feedback exists."
+    )
 
 
 class ModelsPublic(BaseModel):

@@ -86,16 +86,21 @@ def log_command(
 
 def open_for_reading(settings: Settings) -> SqlAuditLog:
     """The log in the store; a missing SQLite file is an error, not an empty (and so 'intact') log."""
+    return SqlAuditLog(existing_store_url(settings, "nothing was audited here yet"))
+
+
+def existing_store_url(settings: Settings, why: str) -> str:
+    """The store's URL for a read; :class:`StoreError` when it is a SQLite file that does not exist (a read
+    must not create an empty store and report on it)."""
     url = settings.resolved_database_url
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database).expanduser()
         if not path.exists():
             raise StoreError(
-                f"no store database at {path}: nothing was audited here yet, or DESKPILOT_DATABASE_URL "
-                "points elsewhere"
+                f"no store database at {path}: {why}, or DESKPILOT_DATABASE_URL points elsewhere"
             )
-    return SqlAuditLog(url)
+    return url
 
 
 def open_for_append(settings: Settings) -> SqlAuditLog:

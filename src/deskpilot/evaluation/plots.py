@@ -48,7 +48,7 @@ class CurveSeries:
 
 def reliability_diagram(series: Sequence[ReliabilitySeries]) -> bytes:
     """Accuracy against mean confidence per bin (top) and the share of rows per bin (bottom)."""
-    fig = _figure(5.6, 5.2)
+    fig = new_figure(5.6, 5.2)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     top.plot([0, 1], [0, 1], linestyle="--", color="#888888", linewidth=1, label="perfect calibration")
     width = 1.0 / 15 / max(len(series), 1)
@@ -61,7 +61,7 @@ def reliability_diagram(series: Sequence[ReliabilitySeries]) -> bytes:
         total = sum(b.n for b in one.bins)
         sizes = [12 + 240 * b.n / total for b in one.bins]  # marker area grows with the bin's share of rows
         top.plot(
-            confidence, accuracy, color=color, linewidth=1, marker="o", markersize=4, label=_literal(one.name)
+            confidence, accuracy, color=color, linewidth=1, marker="o", markersize=4, label=literal(one.name)
         )
         top.scatter(confidence, accuracy, s=sizes, color=color, alpha=0.8, zorder=3)
         centers = np.array([(b.low + b.high) / 2 for b in one.bins])
@@ -76,19 +76,19 @@ def reliability_diagram(series: Sequence[ReliabilitySeries]) -> bytes:
     bottom.set_xlabel("confidence (calibrated top probability)")
     bottom.set_ylabel("share of rows")
     bottom.grid(alpha=0.3)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def coverage_precision_curve(
     series: Sequence[CurveSeries], *, target_precision: float | None = None
 ) -> bytes:
     """Precision of the auto-routed share against the share routed, with each model's operating point."""
-    fig = _figure(5.6, 4.2)
+    fig = new_figure(5.6, 4.2)
     ax = fig.add_subplot()
     low = 1.0
     for i, one in enumerate(series):
         color = COLORS[i % len(COLORS)]
-        ax.plot(one.coverage, one.precision, color=color, label=_literal(one.name))
+        ax.plot(one.coverage, one.precision, color=color, label=literal(one.name))
         if len(one.precision):
             low = min(low, float(np.nanmin(np.asarray(one.precision, dtype=float))))
         if one.operating_point is not None and all(np.isfinite(one.operating_point)):
@@ -125,7 +125,7 @@ def coverage_precision_curve(
     ax.grid(alpha=0.3)
     if series:
         ax.legend(loc="lower left", fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def heatmap_classes(confusions: Sequence[Confusion], limit: int = MAX_HEATMAP_CLASSES) -> list[str]:
@@ -161,12 +161,12 @@ def confusion_heatmap(
     sub = matrix[np.ix_(rows, rows)].astype(float) if rows else np.zeros((0, 0))
     k = len(chosen)
     side = max(3.0, 0.42 * k)
-    fig = _figure(side + 3.2, side + 2.3)
+    fig = new_figure(side + 3.2, side + 2.3)
     ax = fig.add_subplot()
     if k == 0:
         ax.text(0.5, 0.5, "no confusions", ha="center", va="center")
         ax.set_axis_off()
-        return _png(fig)
+        return figure_png(fig)
     off = sub.copy()
     np.fill_diagonal(off, 0)
     peak = max(float(off.max()), 1.0)
@@ -182,7 +182,7 @@ def confusion_heatmap(
         else:
             dark = off[r, c] > 0.6 * peak
             ax.text(c, r, count, ha="center", va="center", fontsize=font, color="white" if dark else "black")
-    names = [_short(label) for label in chosen]
+    names = [short_label(label) for label in chosen]
     ax.set_xticks(range(k), names, rotation=50, ha="right", rotation_mode="anchor", fontsize=8)
     ax.set_yticks(range(k), names, fontsize=8)
     ax.set_xticks(np.arange(-0.5, k, 1), minor=True)
@@ -194,26 +194,27 @@ def confusion_heatmap(
     total = len(labels)
     ax.set_title(f"Top confusions: {k} of {total} classes (correct answers in grey)", fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.6, label="misclassified messages", ticks=MaxNLocator(integer=True))
-    return _png(fig)
+    return figure_png(fig)
 
 
 def per_class_f1_chart(scores: Sequence[ClassScore], *, limit: int = MAX_BAR_CLASSES) -> bytes:
     """Horizontal bars of F1 for the ``limit`` worst classes, worst at the top."""
     worst = sorted(scores, key=lambda s: (s.f1, -s.support, s.label))[:limit]
-    fig = _figure(6.4, max(2.0, 0.26 * len(worst) + 1.0))
+    fig = new_figure(6.4, max(2.0, 0.26 * len(worst) + 1.0))
     ax = fig.add_subplot()
     positions = np.arange(len(worst))
     ax.barh(positions, [s.f1 for s in worst], color=COLORS[0])
-    ax.set_yticks(positions, [f"{_short(s.label)} (n={s.support})" for s in worst], fontsize=8)
+    ax.set_yticks(positions, [f"{short_label(s.label)} (n={s.support})" for s in worst], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("F1")
     ax.set_title(f"Per-class F1, worst {len(worst)} of {len(scores)}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
+    return figure_png(fig)
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A figure on its own Agg canvas (no pyplot), laid out with constrained layout."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -222,7 +223,7 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _png(fig: Figure) -> bytes:
+def figure_png(fig: Figure) -> bytes:
     """PNG bytes, quantized to a 256-colour palette: a third of the size, and no visible difference."""
     from PIL import Image
 
@@ -239,14 +240,14 @@ def _png(fig: Figure) -> bytes:
     return out.getvalue()
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
     """Text drawn as written: an escaped ``$`` never opens mathtext."""
     return text.replace("$", r"\$")
 
 
-def _short(label: str) -> str:
+def short_label(label: str) -> str:
     text = label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
-    return _literal(text)
+    return literal(text)
 
 
 __all__ = [
@@ -254,7 +255,11 @@ __all__ = [
     "ReliabilitySeries",
     "confusion_heatmap",
     "coverage_precision_curve",
+    "figure_png",
     "heatmap_classes",
+    "literal",
+    "new_figure",
     "per_class_f1_chart",
     "reliability_diagram",
+    "short_label",
 ]

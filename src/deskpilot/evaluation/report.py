@@ -122,7 +122,7 @@ def render_html(
 ) -> str:
     """One self-contained HTML page: tables, and the figures as inline PNGs."""
     context = build_context(challenger, champion, decision, title=title, generated_at=generated_at)
-    context.images = {name: _data_uri(png) for name, png in _figures(challenger, champion).items()}
+    context.images = {name: data_uri(png) for name, png in _figures(challenger, champion).items()}
     return _environment().get_template("report.html.j2").render(r=context)
 
 
@@ -155,8 +155,8 @@ def write_report(
     markdown = render_markdown(challenger, champion, decision, title=title, generated_at=stamp)
     directory.mkdir(parents=True, exist_ok=True)
     html_path, md_path = directory / HTML_FILE, directory / MARKDOWN_FILE
-    _atomic_write(html_path, html)
-    _atomic_write(md_path, markdown)
+    atomic_write(html_path, html)
+    atomic_write(md_path, markdown)
     return html_path, md_path
 
 
@@ -432,7 +432,7 @@ def _markdown_cell(value: Any) -> str:
     return " ".join(str(value).split()).translate(_MD_ESCAPES)
 
 
-def _data_uri(png: bytes) -> str:
+def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
@@ -460,7 +460,7 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     temporary: Path | None = None
     try:
         with tempfile.NamedTemporaryFile(

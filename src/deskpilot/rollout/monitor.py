@@ -31,6 +31,9 @@ class Agreement:
     human_to_auto: int = 0
     by_intent: Counter[str] = field(default_factory=Counter)  # champion intent -> compared
     agreed_by_intent: Counter[str] = field(default_factory=Counter)
+    judged: int = 0  # requests with feedback that both models answered
+    champion_correct: int = 0
+    challenger_correct: int = 0
 
     def to_dict(self, top: int = 20) -> dict[str, object]:
         rate = self.agreed / self.compared if self.compared else None
@@ -50,6 +53,11 @@ class Agreement:
                 }
                 for i in worst
             ],
+            "feedback": {
+                "judged": self.judged,
+                "champion_accuracy": self.champion_correct / self.judged if self.judged else None,
+                "challenger_accuracy": self.challenger_correct / self.judged if self.judged else None,
+            },
         }
 
 
@@ -107,6 +115,14 @@ class RolloutMonitor:
     def observe_feedback(self, role: str, *, correct: bool) -> None:
         with self._lock:
             self._feedback[role].append((self._clock(), correct))
+
+    def observe_paired_feedback(self, *, champion_correct: bool, challenger_correct: bool) -> None:
+        """A verdict on a request both models answered (shadow): accuracy of each on the same requests."""
+        with self._lock:
+            totals = self.agreement
+            totals.judged += 1
+            totals.champion_correct += champion_correct
+            totals.challenger_correct += challenger_correct
 
     def stats(self, role: str) -> WindowStats:
         with self._lock:

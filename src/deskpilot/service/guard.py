@@ -56,6 +56,8 @@ class RolloutGuard:
         self.last_breaches: list[Breach] = []
 
     def start(self) -> None:
+        state = self.models.state  # what serves now is not "new": keep what the monitor already saw
+        self._watching = (state.challenger, str(state.stage))
         self._task = asyncio.get_running_loop().create_task(self._run(), name="deskpilot-rollout-guard")
 
     async def stop(self) -> None:

@@ -53,6 +53,11 @@ class ServiceMetrics:
             "Decisions dropped because the store buffer was full.",
             registry=r,
         )
+        self.shadow_log_dropped = Counter(
+            "deskpilot_shadow_log_dropped_total",
+            "Shadow answers not logged because the shadow log buffer was full.",
+            registry=r,
+        )
         self.model_info = Gauge(
             "deskpilot_model_info",
             "Models serving (value 1).",

@@ -2,9 +2,10 @@
 
 Work is scheduled as a task once the champion's answers exist, so the caller never waits for it; when more
 than ``max_inflight`` texts are already waiting, new ones are shed (counted) instead of queueing without
-bound. Each comparison feeds the rollout monitor (agreement, confidence shift, route changes), and the
-challenger's answers are remembered per request id for a while, so feedback can score both models on the
-same requests.
+bound. Each comparison feeds the rollout monitor (agreement, confidence shift, route changes), the
+challenger's answers go to ``on_answers`` (the service writes them to the shadow log, for the report), and
+they are remembered per request id for a while, so feedback can score both models on the same requests.
+Answers of the fallback model are not the champion's and are not compared.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from deskpilot.domain import Route
 from deskpilot.models.artifact import predictions_from_proba
 from deskpilot.rollout.monitor import CHALLENGER_ROLE, RolloutMonitor
 from deskpilot.service.batcher import MicroBatcher
@@ -32,11 +34,13 @@ REMEMBERED = 100_000
 
 @dataclass(frozen=True)
 class ShadowAnswer:
+    tenant: str
     request_id: str
+    model_name: str
     model_version: str
     intent: str
     confidence: float
-    auto: bool
+    route: Route
 
 
 class ShadowScorer:
@@ -64,17 +68,17 @@ class ShadowScorer:
     def inflight(self) -> int:
         return self._inflight
 
-    def submit(self, texts: Sequence[str], answers: Sequence[Answer]) -> None:
-        """Schedule the challenger on these texts; never blocks, sheds under load."""
+    def submit(self, tenant: str, texts: Sequence[str], answers: Sequence[Answer]) -> None:
+        """Schedule the challenger on these texts of ``tenant``; never blocks, sheds under load."""
         if self._inflight + len(texts) > self._max_inflight:
             self._metrics.shadow_shed.inc(len(texts))
             return
         self._inflight += len(texts)
-        task = asyncio.get_running_loop().create_task(self._score(list(texts), list(answers)))
+        task = asyncio.get_running_loop().create_task(self._score(tenant, list(texts), list(answers)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _score(self, texts: list[str], answers: list[Answer]) -> None:
+    async def _score(self, tenant: str, texts: list[str], answers: list[Answer]) -> None:
         started = time.perf_counter()
         try:
             probs, loaded = await asyncio.wait_for(self._batcher.predict(texts), self.timeout_s)
@@ -90,19 +94,25 @@ class ShadowScorer:
             answers, predictions_from_proba(probs, loaded.model.classes), strict=True
         ):
             champion = answer.decision
-            if not champion.prediction.intent:
+            if not champion.prediction.intent or champion.fallback:
                 continue
-            auto = loaded.model.route_for(prediction.confidence).value == "auto"
+            route = loaded.model.route_for(prediction.confidence)
             self._monitor.observe_comparison(
                 champion_intent=champion.prediction.intent,
                 challenger_intent=prediction.intent,
                 confidence_shift=prediction.confidence - champion.prediction.confidence,
-                champion_auto=champion.route.value == "auto",
-                challenger_auto=auto,
+                champion_auto=champion.route is Route.AUTO,
+                challenger_auto=route is Route.AUTO,
             )
             shadow.append(
                 ShadowAnswer(
-                    champion.request_id, loaded.version, prediction.intent, prediction.confidence, auto
+                    tenant=tenant,
+                    request_id=champion.request_id,
+                    model_name=loaded.name,
+                    model_version=loaded.version,
+                    intent=prediction.intent,
+                    confidence=prediction.confidence,
+                    route=route,
                 )
             )
         for item in shadow:
@@ -110,7 +120,10 @@ class ShadowScorer:
         while len(self._answers) > REMEMBERED:
             self._answers.popitem(last=False)
         if self._on_answers is not None and shadow:
-            self._on_answers(shadow)
+            try:
+                self._on_answers(shadow)
+            except Exception:  # the shadow log is best effort, like the shadow itself
+                logger.exception("recording shadow answers failed")
 
     def answer_for(self, request_id: str) -> ShadowAnswer | None:
         return self._answers.get(request_id)

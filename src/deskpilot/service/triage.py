@@ -2,8 +2,8 @@
 
 No web framework here: the API calls these methods and maps their values and errors to HTTP. The primary
 model answers within ``model_timeout_s`` or the fallback answers instead (flagged, counted); when neither
-can, the ticket goes to a person with the reason. Decisions are logged through a bounded background writer,
-so a store outage never fails a request.
+can, the ticket goes to a person with the reason. Decisions, and a shadow challenger's answers, are logged
+through bounded background writers, so a store outage never fails a request.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from deskpilot.rollout.state import Stage
 from deskpilot.service.batcher import MicroBatcher
 from deskpilot.service.metrics import ServiceMetrics
 from deskpilot.service.models import LoadedModel, ModelManager
-from deskpilot.service.shadow import ShadowScorer
+from deskpilot.service.shadow import ShadowAnswer, ShadowScorer
 from deskpilot.store.base import DecisionStore
-from deskpilot.store.records import DecisionRecord, FeedbackRecord
-from deskpilot.store.writer import BufferedWriter
+from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowRecord
+from deskpilot.store.writer import BufferedWriter, ShadowWriter
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +72,12 @@ class TriageService:
         limits: ServiceLimits | None = None,
         tracer: trace.Tracer | None = None,
         monitor: RolloutMonitor | None = None,
+        shadow_writer: ShadowWriter | None = None,
     ) -> None:
         self.models = models
         self.store = store
         self.writer = writer
+        self.shadow_writer = shadow_writer
         self.metrics = metrics
         self.redactor = redactor or PiiRedactor()
         self.limits = limits or ServiceLimits()
@@ -92,7 +94,11 @@ class TriageService:
         self._fallback = self._batcher("fallback", lambda: self.models.fallback)
         self._challenger = self._batcher("challenger", lambda: self.models.challenger)
         self.shadow = ShadowScorer(
-            self._challenger, self.monitor, self.metrics, timeout_s=self.limits.model_timeout_s
+            self._challenger,
+            self.monitor,
+            self.metrics,
+            timeout_s=self.limits.model_timeout_s,
+            on_answers=self._record_shadow if self.shadow_writer is not None else None,
         )
 
     def _batcher(self, role: str, current: Callable[[], LoadedModel | None]) -> MicroBatcher[LoadedModel]:
@@ -112,8 +118,9 @@ class TriageService:
         for batcher in (self._primary, self._fallback, self._challenger):
             if batcher is not None:
                 await batcher.close()
-        if self.writer is not None:
-            await asyncio.to_thread(self.writer.close, 10.0)
+        for writer in (self.writer, self.shadow_writer):
+            if writer is not None:
+                await asyncio.to_thread(writer.close, 10.0)
         if self.store is not None:
             self.store.close()
 
@@ -165,6 +172,8 @@ class TriageService:
                     if group
                 )
             )
+            span.set_attribute("deskpilot.fallback", any(o.fallback for o in outcomes))
+            span.set_attribute("deskpilot.canary", sum(canary))
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         answers: list[Answer | None] = [None] * len(tickets)
         for group, outcome in zip([g for g in groups if g], outcomes, strict=True):
@@ -176,7 +185,7 @@ class TriageService:
         for ticket, text, answer in zip(tickets, texts, done, strict=True):
             self._record(tenant, ticket, text, answer)
         if self.shadow is not None and state.stage is Stage.SHADOW:
-            self.shadow.submit(texts, done)
+            self.shadow.submit(tenant, texts, done)
         return done
 
     def _answers(self, outcome: _Outcome, request_ids: list[str], elapsed_ms: float) -> list[Answer]:
@@ -268,6 +277,23 @@ class TriageService:
         self.writer.submit(record)
         self.metrics.store_queue_depth.set(self.writer.depth)
 
+    def _record_shadow(self, answers: list[ShadowAnswer]) -> None:
+        """Queue the challenger's answers for the shadow log (never blocks; dropped and counted when full)."""
+        if self.shadow_writer is None:
+            return
+        for answer in answers:
+            self.shadow_writer.submit(
+                ShadowRecord(
+                    tenant=answer.tenant,
+                    request_id=answer.request_id,
+                    model_name=answer.model_name,
+                    model_version=answer.model_version,
+                    intent=answer.intent,
+                    confidence=answer.confidence,
+                    route=answer.route,
+                )
+            )
+
     async def feedback(self, tenant: str, request_id: str, correct_intent: str) -> FeedbackRecord:
         """Store an agent's verdict on a decision of this tenant (StoreNotFoundError otherwise)."""
         if self.store is None:
@@ -289,8 +315,13 @@ class TriageService:
         elif record.model_version == state.challenger:
             self.monitor.observe_feedback(CHALLENGER_ROLE, correct=record.predicted_intent == correct)
         shadow = self.shadow.answer_for(record.request_id) if self.shadow is not None else None
-        if shadow is not None and shadow.model_version == state.challenger:
+        if shadow is not None and shadow.model_version == state.challenger and shadow.tenant == record.tenant:
             self.monitor.observe_feedback(CHALLENGER_ROLE, correct=shadow.intent == correct)
+            if record.model_version == state.champion:
+                self.monitor.observe_paired_feedback(
+                    champion_correct=record.predicted_intent == correct,
+                    challenger_correct=shadow.intent == correct,
+                )
 
     def serving(self) -> dict[str, object]:
         """What serves, at what share: champion, fallback, the challenger and its stage, shadow agreement."""

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
 
-from deskpilot.store.records import DecisionRecord, FeedbackRecord
+from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowPair, ShadowRecord
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 10_000
@@ -53,6 +53,29 @@ class DecisionStore(ABC):
     ) -> list[FeedbackRecord]:
         """The tenant's feedback given at or after ``since``, oldest first (so that a consumer can read
         on from the last time it saw)."""
+
+    @abstractmethod
+    def write_shadow(self, records: Sequence[ShadowRecord]) -> None:
+        """Store a batch of shadow answers in one transaction; like :meth:`write_decisions`, a record whose
+        (tenant, request id, model version) is already stored is skipped."""
+
+    @abstractmethod
+    def shadow_comparison(
+        self,
+        model_name: str,
+        challenger_version: str,
+        since: datetime | None = None,
+        *,
+        tenant: str | None = None,
+    ) -> list[ShadowPair]:
+        """Every shadow answer of ``challenger_version`` (at or after ``since``) next to the champion's
+        decision of the same request and its feedback, if any; oldest first.
+
+        An operator's read, and the one read that crosses tenants on purpose: the agreement report is
+        about the model, not about one customer. Pass ``tenant`` to restrict it to one. Requests whose
+        decision was not logged (dropped, or answered by the fallback instead of the champion) are left
+        out, since there is nothing to compare with.
+        """
 
     @abstractmethod
     def ping(self) -> None:

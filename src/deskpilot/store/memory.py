@@ -8,7 +8,7 @@ from datetime import datetime
 
 from deskpilot.errors import StoreNotFoundError, StoreUnavailableError
 from deskpilot.store.base import MAX_PAGE, DecisionStore, check_page
-from deskpilot.store.records import DecisionRecord, FeedbackRecord, utc_now
+from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowPair, ShadowRecord, utc_now
 
 
 class InMemoryStore(DecisionStore):
@@ -16,6 +16,7 @@ class InMemoryStore(DecisionStore):
         self._lock = threading.Lock()
         self._decisions: dict[tuple[str, str], DecisionRecord] = {}
         self._feedback: dict[tuple[str, str], FeedbackRecord] = {}
+        self._shadow: dict[tuple[str, str, str], ShadowRecord] = {}
         self.available = True
         """``False`` makes every call raise :class:`StoreUnavailableError`, as a lost database does."""
         self.batches: list[tuple[str, ...]] = []
@@ -78,9 +79,58 @@ class InMemoryStore(DecisionStore):
             ]
         return sorted(mine, key=lambda r: r.created_at)[:limit]
 
+    def write_shadow(self, records: Sequence[ShadowRecord]) -> None:
+        with self._lock:
+            self._check()
+            for record in records:
+                self._shadow.setdefault((record.tenant, record.request_id, record.model_version), record)
+
+    def shadow_comparison(
+        self,
+        model_name: str,
+        challenger_version: str,
+        since: datetime | None = None,
+        *,
+        tenant: str | None = None,
+    ) -> list[ShadowPair]:
+        with self._lock:
+            self._check()
+            pairs = []
+            for (owner, request_id, version), shadow in self._shadow.items():
+                if (
+                    shadow.model_name != model_name
+                    or version != challenger_version
+                    or (since is not None and shadow.created_at < since)
+                    or (tenant is not None and owner != tenant)
+                ):
+                    continue
+                decision = self._decisions.get((owner, request_id))
+                if decision is None or decision.fallback or decision.model_name != model_name:
+                    continue
+                verdict = self._feedback.get((owner, request_id))
+                pairs.append(_pair(decision, shadow, verdict))
+        return sorted(pairs, key=lambda pair: pair.created_at)
+
     def ping(self) -> None:
         with self._lock:
             self._check()
 
     def close(self) -> None:
         """Nothing to release; the contents stay readable for assertions."""
+
+
+def _pair(decision: DecisionRecord, shadow: ShadowRecord, verdict: FeedbackRecord | None) -> ShadowPair:
+    return ShadowPair(
+        tenant=shadow.tenant,
+        request_id=shadow.request_id,
+        champion_version=decision.model_version,
+        champion_intent=decision.intent,
+        champion_confidence=decision.confidence,
+        champion_route=decision.route,
+        challenger_version=shadow.model_version,
+        challenger_intent=shadow.intent,
+        challenger_confidence=shadow.confidence,
+        challenger_route=shadow.route,
+        correct_intent=None if verdict is None else verdict.correct_intent,
+        created_at=shadow.created_at,
+    )

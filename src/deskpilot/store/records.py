@@ -99,3 +99,56 @@ class FeedbackRecord:
     @property
     def correct(self) -> bool:
         return self.correct_intent == self.predicted_intent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShadowRecord:
+    """What a challenger in shadow answered for a request the champion served (nobody saw it).
+
+    Keyed by (tenant, request id, model version): the champion's decision of the same request is the row
+    it is compared with, and a later challenger scoring the same request is a separate record.
+    """
+
+    tenant: str
+    request_id: str
+    model_name: str
+    model_version: str
+    intent: str
+    confidence: float
+    route: Route
+    created_at: datetime = field(default_factory=utc_now)
+
+    def __post_init__(self) -> None:
+        if not self.tenant or not self.request_id or not self.model_version:
+            raise ValueError("a shadow record needs a tenant, a request id and a model version")
+        if not math.isfinite(self.confidence):
+            raise ValueError(f"{self.request_id}: confidence must be finite")
+        _check_aware(self.created_at, "created_at")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShadowPair:
+    """One request as both models saw it: the champion's logged decision, the challenger's shadow answer,
+    and the agent's verdict when there is one."""
+
+    tenant: str
+    request_id: str
+    champion_version: str
+    champion_intent: str
+    champion_confidence: float
+    champion_route: Route
+    challenger_version: str
+    challenger_intent: str
+    challenger_confidence: float
+    challenger_route: Route
+    correct_intent: str | None = None
+    created_at: datetime = field(default_factory=utc_now)  # when the challenger answered
+
+    @property
+    def agreed(self) -> bool:
+        return self.champion_intent == self.challenger_intent
+
+    @property
+    def confidence_shift(self) -> float:
+        """Challenger minus champion confidence."""
+        return self.challenger_confidence - self.champion_confidence

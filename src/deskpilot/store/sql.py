@@ -15,8 +15,8 @@ from deskpilot.errors import StoreNotFoundError
 from deskpilot.store import migrate
 from deskpilot.store.base import MAX_PAGE, DecisionStore, check_page
 from deskpilot.store.engine import make_engine, parse_url, safe_url, translated
-from deskpilot.store.records import DecisionRecord, FeedbackRecord, utc_now
-from deskpilot.store.tables import decisions, feedback
+from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowPair, ShadowRecord, utc_now
+from deskpilot.store.tables import decisions, feedback, shadow_decisions
 
 
 class SqlStore(DecisionStore):
@@ -107,6 +107,59 @@ class SqlStore(DecisionStore):
             self._check_schema(conn)
             return [_feedback(row) for row in conn.execute(query)]
 
+    def write_shadow(self, records: Sequence[ShadowRecord]) -> None:
+        if not records:
+            return
+        rows = [_shadow_row(record) for record in records]
+        statement = self._insert(shadow_decisions).on_conflict_do_nothing(
+            index_elements=["tenant", "request_id", "model_version"]
+        )
+        with translated("writing shadow answers", self._url), self._engine.begin() as conn:
+            self._check_schema(conn)
+            conn.execute(statement, rows)
+
+    def shadow_comparison(
+        self,
+        model_name: str,
+        challenger_version: str,
+        since: datetime | None = None,
+        *,
+        tenant: str | None = None,
+    ) -> list[ShadowPair]:
+        s, d, f = shadow_decisions, decisions, feedback
+        query = (
+            sa.select(
+                s.c.tenant,
+                s.c.request_id,
+                s.c.model_version,
+                s.c.intent,
+                s.c.confidence,
+                s.c.route,
+                s.c.created_at,
+                d.c.model_version.label("champion_version"),
+                d.c.intent.label("champion_intent"),
+                d.c.confidence.label("champion_confidence"),
+                d.c.route.label("champion_route"),
+                f.c.correct_intent,
+            )
+            .join(d, sa.and_(d.c.tenant == s.c.tenant, d.c.request_id == s.c.request_id))
+            .outerjoin(f, sa.and_(f.c.tenant == s.c.tenant, f.c.request_id == s.c.request_id))
+            .where(
+                s.c.model_name == model_name,
+                s.c.model_version == challenger_version,
+                d.c.model_name == model_name,
+                d.c.fallback.is_(False),
+            )
+            .order_by(s.c.created_at, s.c.id)
+        )
+        if since is not None:
+            query = query.where(s.c.created_at >= since)
+        if tenant is not None:
+            query = query.where(s.c.tenant == tenant)
+        with translated("reading shadow comparisons", self._url), self._engine.connect() as conn:
+            self._check_schema(conn)
+            return [_shadow_pair(row) for row in conn.execute(query)]
+
     def ping(self) -> None:
         self._schema_checked = False
         with translated("checking the connection", self._url), self._engine.connect() as conn:
@@ -167,5 +220,35 @@ def _feedback(row: sa.Row[Any]) -> FeedbackRecord:
         correct_intent=row.correct_intent,
         predicted_intent=row.predicted_intent,
         model_version=row.model_version,
+        created_at=row.created_at,
+    )
+
+
+def _shadow_row(record: ShadowRecord) -> dict[str, Any]:
+    return {
+        "tenant": record.tenant,
+        "request_id": record.request_id,
+        "model_name": record.model_name,
+        "model_version": record.model_version,
+        "intent": record.intent,
+        "confidence": record.confidence,
+        "route": record.route.value,
+        "created_at": record.created_at,
+    }
+
+
+def _shadow_pair(row: sa.Row[Any]) -> ShadowPair:
+    return ShadowPair(
+        tenant=row.tenant,
+        request_id=row.request_id,
+        champion_version=row.champion_version,
+        champion_intent=row.champion_intent,
+        champion_confidence=row.champion_confidence,
+        champion_route=Route(row.champion_route),
+        challenger_version=row.model_version,
+        challenger_intent=row.intent,
+        challenger_confidence=row.confidence,
+        challenger_route=Route(row.route),
+        correct_intent=row.correct_intent,
         created_at=row.created_at,
     )

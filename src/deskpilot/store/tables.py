@@ -89,6 +89,25 @@ feedback = sa.Table(
     sa.Index(None, "tenant", "created_at"),
 )
 
+shadow_decisions = sa.Table(
+    "shadow_decisions",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(), nullable=False),
+    sa.Column("request_id", sa.String(), nullable=False),
+    sa.Column("model_name", sa.String(), nullable=False),
+    sa.Column("model_version", sa.String(), nullable=False),
+    sa.Column("intent", sa.String(), nullable=False),
+    sa.Column("confidence", sa.Float(), nullable=False),
+    sa.Column("route", sa.String(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("tenant", "request_id", "model_version"),
+    sa.Index(None, "model_name", "model_version", "created_at"),
+)
+"""What a challenger in shadow answered, one row per (tenant, request, version). No foreign key to
+``decisions``: the two are written by separate buffered writers, so a shadow row may land first; the report
+joins them on (tenant, request_id)."""
+
 audit_log = sa.Table(
     "audit_log",
     metadata,

@@ -1,9 +1,13 @@
-"""Write decisions in the background, in batches, so that neither a slow nor a lost store fails a request.
+"""Write decisions (and shadow answers) in the background, in batches, so that neither a slow nor a lost
+store fails a request.
 
 A daemon thread (not an asyncio task: it must keep flushing whatever loop, or none, the caller runs)
 takes batches from a bounded buffer. While the store is down the batch in hand is retried with
 exponential backoff and new records queue behind it; when the buffer is full the *new* record is dropped,
 so that what is kept stays a gap-free prefix of the log that is written once the store returns.
+
+:class:`BatchWriter` is that machinery for any record type; a subclass names the store method a batch goes
+through: :class:`BufferedWriter` for decisions, :class:`ShadowWriter` for a shadow challenger's answers.
 """
 
 from __future__ import annotations
@@ -11,17 +15,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
+from typing import ClassVar, Generic, TypeVar
 
 from deskpilot.errors import StoreError
 from deskpilot.store.base import DecisionStore
-from deskpilot.store.records import DecisionRecord
+from deskpilot.store.records import DecisionRecord, ShadowRecord
 
 _log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
-class BufferedWriter:
+class BatchWriter(ABC, Generic[R]):
+    LOG: ClassVar[str] = "decision log"  # what the log lines call this writer
+    NOUN: ClassVar[str] = "decisions"  # what they call its records
+
     def __init__(
         self,
         store: DecisionStore,
@@ -48,7 +58,7 @@ class BufferedWriter:
         self._on_depth = on_depth
         self._log = logger or _log
         self._cond = threading.Condition()
-        self._queue: deque[DecisionRecord] = deque()
+        self._queue: deque[R] = deque()
         self._in_flight = 0
         self._dropped = 0
         self._burst = 0  # records dropped since the buffer last accepted one
@@ -57,7 +67,8 @@ class BufferedWriter:
         self._kicks = 0  # bumped by flush() to cut a retry backoff short
         self._closing = False
         self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="deskpilot-store-writer", daemon=True)
+        name = f"deskpilot-{self.LOG.replace(' ', '-')}-writer"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     @property
@@ -77,7 +88,11 @@ class BufferedWriter:
         with self._cond:
             return self._healthy
 
-    def submit(self, record: DecisionRecord) -> bool:
+    @abstractmethod
+    def _write_batch(self, batch: list[R]) -> None:
+        """Write one batch through the store (in one transaction, idempotently)."""
+
+    def submit(self, record: R) -> bool:
         """Queue a record without blocking; ``False`` when it was dropped (buffer full or writer closed)."""
         try:
             with self._cond:
@@ -95,11 +110,11 @@ class BufferedWriter:
                     self._burst += 1
                     first_drop = self._burst == 1
             if burst_ended:
-                self._log.warning("decision log buffer accepts again after dropping %d records", burst_ended)
+                self._log.warning("%s buffer accepts again after dropping %d records", self.LOG, burst_ended)
             if not accepted:
                 if first_drop:
-                    why = "writer is closed" if closing else f"buffer is full ({depth} decisions)"
-                    self._log.warning("decision log %s: dropping new decisions until it drains", why)
+                    why = "writer is closed" if closing else f"buffer is full ({depth} {self.NOUN})"
+                    self._log.warning("%s %s: dropping new %s until it drains", self.LOG, why, self.NOUN)
                 self._notify(self._on_drop, 1)
             self._notify(self._on_depth, depth)
             return accepted
@@ -138,7 +153,7 @@ class BufferedWriter:
             self._cond.notify_all()
         self._thread.join(timeout=max(self._backoff[1], 1.0))
         if lost:
-            self._log.error("decision log closed with the store unavailable: %d decisions lost", lost)
+            self._log.error("%s closed with the store unavailable: %d %s lost", self.LOG, lost, self.NOUN)
             self._notify(self._on_drop, lost)
         return drained
 
@@ -146,7 +161,7 @@ class BufferedWriter:
         while (batch := self._next_batch()) is not None:
             self._write(batch)
 
-    def _next_batch(self) -> list[DecisionRecord] | None:
+    def _next_batch(self) -> list[R] | None:
         with self._cond:
             while not self._queue and not self._stopped:
                 self._cond.wait()
@@ -161,19 +176,21 @@ class BufferedWriter:
             self._in_flight = len(batch)
             return batch
 
-    def _write(self, batch: list[DecisionRecord]) -> None:
+    def _write(self, batch: list[R]) -> None:
         delay, failures = self._backoff[0], 0
         while True:
             try:
-                self._store.write_decisions(batch)
+                self._write_batch(batch)
                 break
             except StoreError as error:
                 failures += 1
                 if failures == 1:
-                    self._log.warning("decision log write failed, retrying with backoff: %s", error.message)
+                    self._log.warning("%s write failed, retrying with backoff: %s", self.LOG, error.message)
             except Exception:
                 # A bug, not an outage: retrying would hold every later batch behind this one forever.
-                self._log.exception("decision log write raised unexpectedly; %d decisions lost", len(batch))
+                self._log.exception(
+                    "%s write raised unexpectedly; %d %s lost", self.LOG, len(batch), self.NOUN
+                )
                 with self._cond:
                     self._healthy = False
                     self._dropped += len(batch)
@@ -188,7 +205,7 @@ class BufferedWriter:
                     return
             delay = min(delay * 2, self._backoff[1])
         if failures:
-            self._log.info("decision log writes recovered after %d failed attempts", failures)
+            self._log.info("%s writes recovered after %d failed attempts", self.LOG, failures)
         with self._cond:
             self._healthy = True
             self._in_flight = 0
@@ -212,4 +229,21 @@ class BufferedWriter:
         try:
             hook(value)
         except Exception:
-            self._log.exception("decision log metric hook failed")
+            self._log.exception("%s metric hook failed", self.LOG)
+
+
+class BufferedWriter(BatchWriter[DecisionRecord]):
+    """The decision log's writer."""
+
+    def _write_batch(self, batch: list[DecisionRecord]) -> None:
+        self._store.write_decisions(batch)
+
+
+class ShadowWriter(BatchWriter[ShadowRecord]):
+    """The shadow log's writer: a challenger's answers, bounded and shed like decisions."""
+
+    LOG = "shadow log"
+    NOUN = "shadow answers"
+
+    def _write_batch(self, batch: list[ShadowRecord]) -> None:
+        self._store.write_shadow(batch)

@@ -1,0 +1,309 @@
+"""The shadow report: how a challenger's answers compare with the champion's on the same requests.
+
+Computed from the shadow log joined with the decision log and the feedback
+(:meth:`deskpilot.store.base.DecisionStore.shadow_comparison`), so it reads the same from any process or
+replica and survives restarts. What it measures:
+
+* agreement: the share of requests where both models chose the same intent, with a 95% Wilson interval,
+  overall and per champion intent (worst first; intents seen fewer than ``min_count`` times are listed
+  apart, since their rates say little);
+* confidence shift: challenger minus champion confidence, its mean, median, spread and histogram;
+* route changes: the 2×2 matrix of champion route × challenger route (``auto``/``human``);
+* where an agent gave feedback: the accuracy of each model on those same requests, and McNemar's test of
+  the difference (only the requests where exactly one model was right count).
+
+Rendering (Markdown, HTML, figures) lives in :mod:`deskpilot.rollout.render`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from deskpilot.domain import Route
+from deskpilot.evaluation.significance import McNemarResult, mcnemar
+from deskpilot.store.records import ShadowPair
+
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
+MIN_COUNT = 5
+SHIFT_EDGES = tuple(round(-1.0 + 0.05 * i, 2) for i in range(41))  # confidence shift lies in [-1, 1]
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion; (0, 1) when there is nothing to estimate from."""
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in 0..{n}, got {successes}")
+    p = successes / n
+    z2 = z * z
+    center = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+@dataclass(frozen=True)
+class Proportion:
+    successes: int
+    n: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.successes / self.n if self.n else None
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(self.successes, self.n)
+
+    def to_dict(self) -> dict[str, Any]:
+        low, high = self.interval
+        return {"successes": self.successes, "n": self.n, "rate": self.rate, "low": low, "high": high}
+
+
+@dataclass(frozen=True)
+class IntentAgreement:
+    intent: str  # the champion's intent
+    agreement: Proportion
+    low_count: bool  # fewer than min_count comparisons
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"intent": self.intent, "low_count": self.low_count, **self.agreement.to_dict()}
+
+
+@dataclass(frozen=True)
+class ShiftStats:
+    """Challenger minus champion confidence over the compared requests."""
+
+    mean: float
+    median: float
+    std: float
+    p05: float
+    p95: float
+    mean_agreed: float | None  # the shift where the intents agree, and where they do not
+    mean_disagreed: float | None
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mean": self.mean,
+            "median": self.median,
+            "std": self.std,
+            "p05": self.p05,
+            "p95": self.p95,
+            "mean_agreed": self.mean_agreed,
+            "mean_disagreed": self.mean_disagreed,
+            "histogram": {"edges": list(self.edges), "counts": list(self.counts)},
+        }
+
+
+@dataclass(frozen=True)
+class RouteMatrix:
+    """Counts of champion route → challenger route."""
+
+    auto_to_auto: int
+    auto_to_human: int
+    human_to_auto: int
+    human_to_human: int
+
+    @property
+    def total(self) -> int:
+        return self.auto_to_auto + self.auto_to_human + self.human_to_auto + self.human_to_human
+
+    @property
+    def changed(self) -> int:
+        return self.auto_to_human + self.human_to_auto
+
+    @property
+    def champion_auto(self) -> int:
+        return self.auto_to_auto + self.auto_to_human
+
+    @property
+    def challenger_auto(self) -> int:
+        return self.auto_to_auto + self.human_to_auto
+
+    def cells(self) -> list[list[int]]:
+        """Rows: champion auto, human; columns: challenger auto, human."""
+        return [[self.auto_to_auto, self.auto_to_human], [self.human_to_auto, self.human_to_human]]
+
+    def to_dict(self) -> dict[str, Any]:
+        total = self.total
+        return {
+            "auto_to_auto": self.auto_to_auto,
+            "auto_to_human": self.auto_to_human,
+            "human_to_auto": self.human_to_auto,
+            "human_to_human": self.human_to_human,
+            "changed": self.changed,
+            "champion_auto_rate": self.champion_auto / total if total else None,
+            "challenger_auto_rate": self.challenger_auto / total if total else None,
+        }
+
+
+@dataclass(frozen=True)
+class PairedAccuracy:
+    """Accuracy of both models on the same requests with feedback."""
+
+    champion: Proportion
+    challenger: Proportion
+    test: McNemarResult
+
+    @property
+    def n(self) -> int:
+        return self.champion.n
+
+    @property
+    def difference(self) -> float:
+        """Challenger minus champion accuracy."""
+        return (self.challenger.successes - self.champion.successes) / self.n
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "champion": self.champion.to_dict(),
+            "challenger": self.challenger.to_dict(),
+            "difference": self.difference,
+            "mcnemar": self.test.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class ShadowReport:
+    model_name: str
+    challenger_version: str
+    champion_versions: dict[str, int]  # champion version -> compared requests (usually one)
+    tenants: int
+    since: datetime | None
+    first_at: datetime
+    last_at: datetime
+    generated_at: datetime
+    agreement: Proportion
+    by_intent: list[IntentAgreement]  # worst first; low-count intents after the others
+    min_count: int
+    shift: ShiftStats
+    routes: RouteMatrix
+    feedback: PairedAccuracy | None
+
+    @property
+    def compared(self) -> int:
+        return self.agreement.n
+
+    @property
+    def ranked_intents(self) -> list[IntentAgreement]:
+        """Intents with at least ``min_count`` comparisons, worst first."""
+        return [row for row in self.by_intent if not row.low_count]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "challenger_version": self.challenger_version,
+            "champion_versions": dict(self.champion_versions),
+            "tenants": self.tenants,
+            "since": None if self.since is None else self.since.isoformat(),
+            "first_at": self.first_at.isoformat(),
+            "last_at": self.last_at.isoformat(),
+            "generated_at": self.generated_at.isoformat(timespec="seconds"),
+            "compared": self.compared,
+            "agreement": self.agreement.to_dict(),
+            "min_count": self.min_count,
+            "by_intent": [row.to_dict() for row in self.by_intent],
+            "confidence_shift": self.shift.to_dict(),
+            "routes": self.routes.to_dict(),
+            "feedback": None if self.feedback is None else self.feedback.to_dict(),
+        }
+
+
+def build_report(
+    pairs: Sequence[ShadowPair],
+    *,
+    model_name: str,
+    challenger_version: str,
+    since: datetime | None = None,
+    min_count: int = MIN_COUNT,
+    generated_at: datetime | None = None,
+) -> ShadowReport:
+    """The report of these comparisons; ``ValueError`` when there are none (nothing to report)."""
+    if not pairs:
+        raise ValueError(f"no shadow comparisons for {model_name} version {challenger_version}")
+    if min_count < 1:
+        raise ValueError("min_count must be >= 1")
+    agreed = [pair.agreed for pair in pairs]
+    return ShadowReport(
+        model_name=model_name,
+        challenger_version=challenger_version,
+        champion_versions=dict(Counter(pair.champion_version for pair in pairs).most_common()),
+        tenants=len({pair.tenant for pair in pairs}),
+        since=since,
+        first_at=min(pair.created_at for pair in pairs),
+        last_at=max(pair.created_at for pair in pairs),
+        generated_at=generated_at or datetime.now(UTC),
+        agreement=Proportion(sum(agreed), len(pairs)),
+        by_intent=intent_agreement(pairs, min_count),
+        min_count=min_count,
+        shift=shift_stats(pairs),
+        routes=route_matrix(pairs),
+        feedback=paired_accuracy(pairs),
+    )
+
+
+def intent_agreement(pairs: Sequence[ShadowPair], min_count: int = MIN_COUNT) -> list[IntentAgreement]:
+    """Agreement per champion intent: the ranked ones worst first (ties: more requests first), then the
+    low-count ones in the same order."""
+    compared: Counter[str] = Counter()
+    agreed: Counter[str] = Counter()
+    for pair in pairs:
+        compared[pair.champion_intent] += 1
+        agreed[pair.champion_intent] += pair.agreed
+    rows = [
+        IntentAgreement(intent, Proportion(agreed[intent], n), n < min_count)
+        for intent, n in compared.items()
+    ]
+    return sorted(
+        rows, key=lambda r: (r.low_count, agreed[r.intent] / r.agreement.n, -r.agreement.n, r.intent)
+    )
+
+
+def shift_stats(pairs: Sequence[ShadowPair]) -> ShiftStats:
+    shifts = np.array([pair.confidence_shift for pair in pairs], dtype=float)
+    agreed = np.array([pair.agreed for pair in pairs], dtype=bool)
+    counts, _ = np.histogram(np.clip(shifts, -1.0, 1.0), bins=np.array(SHIFT_EDGES))
+    return ShiftStats(
+        mean=float(shifts.mean()),
+        median=float(np.median(shifts)),
+        std=float(shifts.std()),
+        p05=float(np.percentile(shifts, 5)),
+        p95=float(np.percentile(shifts, 95)),
+        mean_agreed=float(shifts[agreed].mean()) if agreed.any() else None,
+        mean_disagreed=float(shifts[~agreed].mean()) if (~agreed).any() else None,
+        edges=SHIFT_EDGES,
+        counts=tuple(int(c) for c in counts),
+    )
+
+
+def route_matrix(pairs: Sequence[ShadowPair]) -> RouteMatrix:
+    cells = Counter((pair.champion_route, pair.challenger_route) for pair in pairs)
+    return RouteMatrix(
+        auto_to_auto=cells[(Route.AUTO, Route.AUTO)],
+        auto_to_human=cells[(Route.AUTO, Route.HUMAN)],
+        human_to_auto=cells[(Route.HUMAN, Route.AUTO)],
+        human_to_human=cells[(Route.HUMAN, Route.HUMAN)],
+    )
+
+
+def paired_accuracy(pairs: Sequence[ShadowPair]) -> PairedAccuracy | None:
+    """Both models scored on the requests with feedback; ``None`` when no request has any."""
+    judged = [pair for pair in pairs if pair.correct_intent is not None]
+    if not judged:
+        return None
+    champion = np.array([pair.champion_intent == pair.correct_intent for pair in judged])
+    challenger = np.array([pair.challenger_intent == pair.correct_intent for pair in judged])
+    return PairedAccuracy(
+        champion=Proportion(int(champion.sum()), len(judged)),
+        challenger=Proportion(int(challenger.sum()), len(judged)),
+        test=mcnemar(champion, challenger),
+    )
