@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from deskpilot.api.schemas import TriageBatchPublic, TriagePublic
 from tests.integration.api_fixtures import (
     ACME_KEY,
     GLOBEX_KEY,
@@ -45,6 +46,7 @@ def test_triage_answers_with_the_champion(server: LiveServer, trained: TrainedHo
         response = client.post("/v1/triage", json={"text": "  my card still has not arrived  ", "id": "T-1"})
     assert response.status_code == 200, response.text
     body = response.json()
+    TriagePublic.model_validate(body, strict=True)  # the hand-built JSON keeps the published schema
     assert set(body) >= {"intent", "confidence", "route", "alternatives", "model_version", "request_id"}
     assert body["model_version"] == trained.versions[0]
     assert body["route"] in {"auto", "human"}
@@ -103,6 +105,7 @@ def test_batch_and_its_limits(server: LiveServer) -> None:
         empty = client.post("/v1/triage/batch", json={"items": []})
         one_bad = client.post("/v1/triage/batch", json={"items": [{"text": "fine"}, {"text": "y" * 301}]})
     assert ok.status_code == 200
+    TriageBatchPublic.model_validate(ok.json(), strict=True)
     items = ok.json()["items"]
     assert [i["id"] for i in items] == [None, "7"]
     assert len({i["request_id"] for i in items}) == 2

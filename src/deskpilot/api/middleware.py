@@ -20,6 +20,7 @@ from opentelemetry.trace import Tracer
 
 from deskpilot.api.errors import STATUS_BY_CODE, error_body
 from deskpilot.service.metrics import ServiceMetrics
+from deskpilot.service.observability import span as span_of
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -139,7 +140,7 @@ class RequestContext:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
-        with self.tracer.start_as_current_span(f"{scope['method']} {scope['path']}") as span:
+        with span_of(self.tracer, f"{scope['method']} {scope['path']}") as span:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:

@@ -22,6 +22,8 @@ import numpy as np
 from opentelemetry import trace
 from opentelemetry.context import Context
 
+from deskpilot.service.observability import span as span_of
+
 Meta = TypeVar("Meta")
 BatchPredict = Callable[[Sequence[str]], tuple[np.ndarray, Meta]]
 BatchObserver = Callable[[int, float], None]  # batch size, seconds in the model
@@ -100,7 +102,7 @@ class MicroBatcher(Generic[Meta]):
             started = time.perf_counter()
             links = [trace.Link(p.span) for p in batch if p.span.is_valid]
             try:
-                with self._tracer.start_as_current_span(f"batch {self._name}", links=links) as span:
+                with span_of(self._tracer, f"batch {self._name}", links=links) as span:
                     span.set_attribute("deskpilot.batch_size", len(texts))
                     span.set_attribute("deskpilot.requests", len(batch))
                     context = trace.set_span_in_context(span)
@@ -120,7 +122,7 @@ class MicroBatcher(Generic[Meta]):
                     pending.future.set_result((rows, meta))
 
     def _traced(self, texts: list[str], context: Context) -> tuple[np.ndarray, Meta]:
-        with self._tracer.start_as_current_span(f"model {self._name}", context=context):
+        with span_of(self._tracer, f"model {self._name}", context=context):
             return self._predict(texts)
 
     def _take(self) -> list[_Pending[Meta]]:

@@ -7,8 +7,10 @@ or to predict never replaces the model serving; the failure is logged and retrie
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ from deskpilot.rollout.state import RolloutState, Stage
 
 FALLBACK_ALIAS = "fallback"
 FALLBACK_FAMILY = "tfidf"
+FALLBACK_RECHECK_S = 60.0
 SMOKE_TEXT = "hello, I have a question about my account"
 
 logger = logging.getLogger(__name__)
@@ -67,6 +70,7 @@ class ModelManager:
         self._primary: LoadedModel | None = None
         self._fallback: LoadedModel | None = None
         self._challenger: LoadedModel | None = None
+        self._fallback_checked = 0.0
         self._state = RolloutState()
         self._lock = threading.Lock()  # one refresh at a time; readers never take it
         self.last_error: str | None = None
@@ -99,7 +103,10 @@ class ModelManager:
                 return False
             primary_swapped = self._refresh_primary(state)
             challenger_swapped = self._refresh_challenger(state)
-            return self._refresh_fallback() or primary_swapped or challenger_swapped
+            swapped = self._refresh_fallback() or primary_swapped or challenger_swapped
+        if swapped:
+            settle_heap()
+        return swapped
 
     def _refresh_challenger(self, state: RolloutState) -> bool:
         wanted = state.challenger if state.stage is not Stage.NONE else None
@@ -136,6 +143,10 @@ class ModelManager:
         return True
 
     def _refresh_fallback(self) -> bool:
+        now = time.monotonic()
+        if self._fallback is not None and now - self._fallback_checked < FALLBACK_RECHECK_S:
+            return False  # listing every version is the costly registry call; the fallback rarely moves
+        self._fallback_checked = now
         try:
             version = self._fallback_version()
         except DeskPilotError as exc:
@@ -184,6 +195,18 @@ class ModelManager:
         logger.warning("%s model not updated: %s", role, detail)
         if self._on_event is not None:
             self._on_event("load_failed", role, detail)
+
+
+def settle_heap() -> None:
+    """Move the loaded models out of the garbage collector's view.
+
+    A loaded model is hundreds of thousands of long-lived objects; every full collection walks them all
+    (~0.4 s for the bundled tfidf model), which showed up as the service's p99. Unfreezing first lets the
+    replaced model be freed; freezing after a collection keeps the survivors out of later passes.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class ModelWatcher:

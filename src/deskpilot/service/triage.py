@@ -27,6 +27,7 @@ from deskpilot.rollout.state import Stage
 from deskpilot.service.batcher import MicroBatcher
 from deskpilot.service.metrics import ServiceMetrics
 from deskpilot.service.models import LoadedModel, ModelManager
+from deskpilot.service.observability import span as span_of
 from deskpilot.service.shadow import ShadowAnswer, ShadowScorer
 from deskpilot.store.base import DecisionStore
 from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowRecord
@@ -156,7 +157,7 @@ class TriageService:
         started = time.perf_counter()
         request_ids = [_new_request_id() for _ in tickets]
         state = self.models.state
-        with self.tracer.start_as_current_span("triage") as span:
+        with span_of(self.tracer, "triage") as span:
             span.set_attribute("deskpilot.tenant", tenant)
             span.set_attribute("deskpilot.tickets", len(tickets))
             texts = [self.redactor.redact(t.text) for t in tickets]
