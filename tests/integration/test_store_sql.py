@@ -46,13 +46,6 @@ def record(i: int, tenant: str = "acme", **changes: object) -> DecisionRecord:
     return DecisionRecord(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture
 def store(url: str) -> Iterator[SqlStore]:
     migrate.upgrade(url)

@@ -446,18 +446,23 @@ FILTERS: dict[str, Callable[..., str]] = {
 }
 
 
-@functools.cache
-def _environment() -> jinja2.Environment:
+def template_environment(package: str, filters: dict[str, Any]) -> jinja2.Environment:
+    """Templates under ``package``/templates: HTML autoescaped, undefined names an error, our filters."""
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("deskpilot.evaluation", "templates"),
+        loader=jinja2.PackageLoader(package, "templates"),
         autoescape=lambda name: name is not None and name.endswith(".html.j2"),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(FILTERS)
+    env.filters.update(filters)
     return env
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    return template_environment("deskpilot.evaluation", FILTERS)
 
 
 def atomic_write(path: Path, text: str) -> None:

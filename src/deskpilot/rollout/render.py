@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 
 from deskpilot.domain import ModelRef
-from deskpilot.evaluation.report import FILTERS, atomic_write, data_uri
+from deskpilot.evaluation.report import FILTERS, atomic_write, data_uri, template_environment
 from deskpilot.rollout import plots
 from deskpilot.rollout.report import Proportion, ShadowReport
 
@@ -128,14 +128,4 @@ def _stamp(value: datetime | None) -> str:
 
 @functools.cache
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("deskpilot.rollout", "templates"),
-        autoescape=lambda name: name is not None and name.endswith(".html.j2"),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters.update(FILTERS)
-    env.filters["ci"] = ci
-    return env
+    return template_environment("deskpilot.rollout", {**FILTERS, "ci": ci})
