@@ -10,13 +10,10 @@ Both are rendered from package templates (``templates/report.{html,md}.j2``) ove
 
 from __future__ import annotations
 
-import base64
 import functools
 import math
-import os
 import re
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +27,15 @@ from deskpilot.evaluation.bootstrap import BOOTSTRAP_METRICS, LOWER_IS_BETTER, I
 from deskpilot.evaluation.breakdown import ClassScore, Confusion, ExampleError, SliceScore
 from deskpilot.evaluation.evaluate import Evaluation
 from deskpilot.evaluation.gate import GateDecision
+from deskpilot.evaluation.rendering import (
+    FILTERS,
+    atomic_write,
+    data_uri,
+    percent,
+    signed,
+    template_environment,
+)
+from deskpilot.evaluation.rendering import text as _text
 
 HTML_FILE = "report.html"
 MARKDOWN_FILE = "report.md"
@@ -205,7 +211,7 @@ def build_context(
         ],
         examples=list(challenger.examples),
         n_labels=len(challenger.labels),
-        level=_percent(challenger.data.get("interval_level"), 0),
+        level=percent(challenger.data.get("interval_level"), 0),
     )
 
 
@@ -278,7 +284,7 @@ def _compare(
     delta = better = None
     if mine is not None and theirs is not None and _finite(mine.value) and _finite(theirs.value):
         delta = mine.value - theirs.value
-        visible = float(_signed(delta, digits).replace(",", "")) != 0
+        visible = float(signed(delta, digits).replace(",", "")) != 0
         better = (delta < 0) == lower_is_better if visible else None
     return MetricRow(name, label, mine, theirs, delta, better, digits)
 
@@ -318,7 +324,7 @@ def _data_facts(evaluation: Evaluation) -> list[tuple[str, str]]:
         ("labels in the data", _text(data.get("labels"))),
         ("classes the model knows", f"{len(evaluation.labels)}"),
         ("bootstrap resamples", _text(data.get("bootstrap"))),
-        ("interval level", _percent(data.get("interval_level"), 0)),
+        ("interval level", percent(data.get("interval_level"), 0)),
     ]
     if data.get("extra_columns"):
         facts.append(("slice columns", ", ".join(map(str, data["extra_columns"]))))
@@ -375,109 +381,6 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
-
-
-def _number(value: float | None, digits: int | None = 3) -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value:,.{digits}f}" if digits is not None else f"{value:.3g}"
-
-
-def _signed(value: float | None, digits: int | None = 3) -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value:+,.{digits}f}" if digits is not None else f"{value:+.3g}"
-
-
-def _thousands(value: int | None) -> str:
-    return "n/a" if value is None else f"{value:,}"
-
-
-def _percent(value: float | None, digits: int = 1) -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value:.{digits}%}"
-
-
-def _interval(value: Interval | None, digits: int | None = 3) -> str:
-    if value is None:
-        return "n/a"
-    point = _number(value.value, digits)
-    if not (_finite(value.value) and _finite(value.low) and _finite(value.high)):
-        return point
-    return f"{point} [{_number(value.low, digits)}, {_number(value.high, digits)}]"
-
-
-_MD_ESCAPES = str.maketrans(
-    {
-        "\\": "\\\\",
-        "|": "\\|",
-        "`": "\\`",
-        "*": "\\*",
-        "[": "\\[",
-        "]": "\\]",
-        "<": "&lt;",
-        ">": "&gt;",
-        "&": "&amp;",
-    }
-)
-
-
-def _markdown_cell(value: Any) -> str:
-    """Text safe inside a Markdown table cell: one line, no pipes, no HTML, no emphasis or links."""
-    return " ".join(str(value).split()).translate(_MD_ESCAPES)
-
-
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-FILTERS: dict[str, Callable[..., str]] = {
-    "num": _number,
-    "signed": _signed,
-    "pct": _percent,
-    "thousands": _thousands,
-    "interval": _interval,
-    "md": _markdown_cell,
-}
-
-
-def template_environment(package: str, filters: dict[str, Any]) -> jinja2.Environment:
-    """Templates under ``package``/templates: HTML autoescaped, undefined names an error, our filters."""
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader(package, "templates"),
-        autoescape=lambda name: name is not None and name.endswith(".html.j2"),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters.update(filters)
-    return env
-
-
 @functools.cache
 def _environment() -> jinja2.Environment:
     return template_environment("deskpilot.evaluation", FILTERS)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    temporary: Path | None = None
-    try:
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        ) as handle:
-            temporary = Path(handle.name)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.chmod(0o644)  # a temporary file starts private; a report is meant to be read
-        temporary.replace(path)
-    except BaseException:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
-        raise

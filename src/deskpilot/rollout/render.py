@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 
 from deskpilot.domain import ModelRef
-from deskpilot.evaluation.report import FILTERS, atomic_write, data_uri, template_environment
+from deskpilot.evaluation.rendering import FILTERS, atomic_write, data_uri, template_environment
 from deskpilot.rollout import plots
 from deskpilot.rollout.report import Proportion, ShadowReport
 
