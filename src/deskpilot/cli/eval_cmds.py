@@ -244,13 +244,7 @@ def _record(registry: ModelRegistry, name: str, version: str, decision: GateDeci
     registry.annotate(
         name,
         version,
-        tags={
-            "deskpilot.gate": decision.outcome,
-            "deskpilot.gate_policy": decision.policy,
-            "deskpilot.gate_reason": decision.reason()[:4000],
-            "deskpilot.gate_champion": (decision.champion or {}).get("uri") or "none",
-            "deskpilot.gate_at": decision.decided_at,
-        },
+        tags={**decision.tags(), "deskpilot.gate_at": decision.decided_at},
         documents={f"gate_decision-{stamp}.json": json.dumps(decision.to_dict(), indent=2, default=str)},
     )
 

@@ -67,6 +67,15 @@ class GateDecision:
             return "every rule holds"
         return "; ".join(f"{r.kind} {r.metric}: {r.detail or r.limit}" for r in self.failures)
 
+    def tags(self) -> dict[str, str]:
+        """The registry tags that record this decision on the version it judged."""
+        return {
+            "deskpilot.gate": self.outcome,
+            "deskpilot.gate_policy": self.policy,
+            "deskpilot.gate_reason": self.reason()[:4000],
+            "deskpilot.gate_champion": (self.champion or {}).get("uri") or "none",
+        }
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["outcome"] = self.outcome

@@ -60,12 +60,10 @@ class ModelManager:
         registry: ModelRegistry,
         name: str,
         *,
-        primary_alias: str = CHAMPION,
         on_event: ModelEvent | None = None,
     ) -> None:
         self.registry = registry
         self.name = name
-        self.primary_alias = primary_alias
         self._on_event = on_event
         self._primary: LoadedModel | None = None
         self._fallback: LoadedModel | None = None
@@ -130,7 +128,7 @@ class ModelManager:
     def _refresh_primary(self, state: RolloutState) -> bool:
         version = state.champion
         if version is None:
-            self._failed("primary", f"models:/{self.name}@{self.primary_alias} is not set")
+            self._failed("primary", f"models:/{self.name}@{CHAMPION} is not set")
             return False
         if self._primary is not None and self._primary.version == version:
             return False

@@ -160,10 +160,7 @@ def _run_record(
             "deskpilot.dataset_digest": snapshot.digest,
             "deskpilot.source_file": snapshot.metadata.source_file,
             "deskpilot.seed": str(config.seed),
-            "deskpilot.gate": decision.outcome,
-            "deskpilot.gate_policy": decision.policy,
-            "deskpilot.gate_reason": decision.reason()[:4000],
-            "deskpilot.gate_champion": (decision.champion or {}).get("uri") or "none",
+            **decision.tags(),
             **environment_tags(code_dir),
         },
     )
