@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     guard_interval_s: float = Field(
         default=1.0, gt=0.0, description="How often the rollback rules are checked."
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Server processes of `deskpilot serve`; each has its own model copy, batches and "
+        "rate-limit share (the tenant limit divided evenly).",
+    )
     tracing: str = Field(
         default="none", pattern="^(none|console|memory)$", description="OpenTelemetry span exporter."
     )

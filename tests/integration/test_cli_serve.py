@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from deskpilot.service.metrics import MULTIPROC_ENV
 from deskpilot.store import migrate
 from deskpilot.store.sql import SqlStore
 from tests.helpers import DESKPILOT, REPO_ROOT, run_cli
@@ -30,7 +31,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedHome:
 
 
 @contextmanager
-def serve_process(home: Path, logs: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def serve_process(
+    home: Path, logs: Path, *args: str, env_extra: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``deskpilot serve`` on a free port, with its state under ``home`` and its stderr in ``logs``."""
     port = free_port()
     env = {
@@ -38,12 +41,13 @@ def serve_process(home: Path, logs: Path) -> Iterator[tuple[subprocess.Popen[byt
         "DESKPILOT_HOME": str(home),
         "DESKPILOT_MODEL_NAME": MODEL,
         "DESKPILOT_API_KEYS": f"acme:{ACME_KEY}",
+        **(env_extra or {}),
     }
-    for name in ("DESKPILOT_DEBUG", "DESKPILOT_TRACKING_URI", "DESKPILOT_DATABASE_URL"):
+    for name in ("DESKPILOT_DEBUG", "DESKPILOT_TRACKING_URI", "DESKPILOT_DATABASE_URL", MULTIPROC_ENV):
         env.pop(name, None)
     with logs.open("wb") as sink:
         process = subprocess.Popen(
-            [str(DESKPILOT), "serve", "--port", str(port)],
+            [str(DESKPILOT), "serve", "--port", str(port), *args],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=env,
@@ -110,6 +114,47 @@ def test_serve_answers_then_stops_cleanly_on_a_signal(
     store = SqlStore(f"sqlite:///{trained.home / 'deskpilot.db'}")
     try:
         assert store.get_decision("acme", answered.json()["request_id"]) is not None
+    finally:
+        store.close()
+
+
+def test_two_workers_share_the_port_the_metrics_and_the_store(trained: TrainedHome, tmp_path: Path) -> None:
+    logs = tmp_path / "serve.log"
+    scratch = tmp_path / "tmp"  # the parent's metrics folder goes here; it must be gone afterwards
+    scratch.mkdir()
+    sent = 24
+    with serve_process(trained.home, logs, "--workers", "2", env_extra={"TMPDIR": str(scratch)}) as (
+        process,
+        url,
+    ):
+        auth = {"Authorization": f"Bearer {ACME_KEY}"}
+        ids = []
+        for _ in range(sent):  # a new connection each time, so the kernel hands them to either worker
+            answer = httpx.post(f"{url}/v1/triage", json={"text": TEXT}, headers=auth, timeout=30)
+            assert answer.status_code == 200, answer.text
+            ids.append(answer.json()["request_id"])
+        assert len(list(scratch.iterdir())) == 1
+        scrapes = [httpx.get(f"{url}/metrics", timeout=30).text for _ in range(6)]
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    assert code in (0, -signal.SIGTERM), logs.read_text()[-3000:]
+    lines = json_lines(logs)
+    workers = {line["event"] for line in lines if line["event"].startswith("Started server process")}
+    assert len(workers) == 2, workers
+    assert not [line for line in lines if line["level"] in ("error", "critical")]
+    for text in scrapes:  # whichever worker answered the scrape, it counts both workers' requests
+        triaged = [
+            float(line.rpartition(" ")[2])
+            for line in text.splitlines()
+            if line.startswith("deskpilot_http_request_duration_seconds_count{")
+            and 'route="/v1/triage"' in line
+            and 'status="200"' in line
+        ]
+        assert triaged == [float(sent)], text
+    assert not list(scratch.iterdir())
+    store = SqlStore(f"sqlite:///{trained.home / 'deskpilot.db'}")
+    try:
+        assert all(store.get_decision("acme", request_id) is not None for request_id in ids)
     finally:
         store.close()
 

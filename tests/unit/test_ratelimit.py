@@ -158,3 +158,17 @@ def test_impossible_limits_are_refused(
 ) -> None:
     with pytest.raises(ConfigError):
         TokenBucketLimiter(rate, burst, overrides)
+
+
+def test_each_worker_enforces_its_share_of_every_tenant_limit() -> None:
+    from deskpilot.api.app import worker_share_limiter
+    from deskpilot.config import Settings
+
+    settings = Settings(
+        rate_limit_per_s=90.0, rate_limit_burst=10, rate_limit_overrides="big=300/7", workers=3
+    )
+    limiter = worker_share_limiter(settings)
+    assert limiter.limits_for("anyone") == (30.0, 4)  # the burst rounds up: 10/3 -> 4
+    assert limiter.limits_for("big") == (100.0, 3)
+    single = worker_share_limiter(Settings(rate_limit_per_s=90.0, rate_limit_burst=10))
+    assert single.limits_for("anyone") == (90.0, 10)

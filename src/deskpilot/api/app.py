@@ -65,9 +65,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     given = overrides or Overrides()
     rules = load_policy(settings.policy_file).rollout  # a bad policy fails before the server starts
     keys = given.keys or KeyRing(settings.keys_file, settings.api_keys)  # so does a malformed key
-    limiter = TokenBucketLimiter(  # built here so a bad setting fails before the server starts
-        settings.rate_limit_per_s, settings.rate_limit_burst, overrides=settings.tenant_rate_limits
-    )
+    limiter = worker_share_limiter(settings)  # built here so a bad setting fails before the server starts
     metrics = ServiceMetrics()
     tracer, exporter = build_tracer(settings.tracing)
     if exporter is not None:
@@ -83,6 +81,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
             await guard.stop()
             watcher.stop()
             await parts.service.close()
+            metrics.process_exited()
 
     app = FastAPI(
         title="DeskPilot triage API",
@@ -97,6 +96,23 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, metrics=metrics, tracer=tracer)
     return app
+
+
+def worker_share_limiter(settings: Settings) -> TokenBucketLimiter:
+    """Token buckets for this process: with N workers, each enforces 1/N of every tenant's rate and burst.
+
+    Connections spread over the workers about evenly, so the tenant's total stays near its limit without a
+    shared counter; a tenant whose traffic all lands on one worker is held to that worker's share.
+    """
+    n = settings.workers
+
+    def share(rate: float, burst: int) -> tuple[float, int]:
+        return rate / n, -(-burst // n)  # ceiling: a positive burst never rounds down to nothing
+
+    overrides = {tenant: share(*limit) for tenant, limit in settings.tenant_rate_limits.items()}
+    return TokenBucketLimiter(
+        *share(settings.rate_limit_per_s, settings.rate_limit_burst), overrides=overrides
+    )
 
 
 async def _start(

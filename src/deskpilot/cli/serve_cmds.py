@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
 
 import typer
 
 from deskpilot.cli.common import reported_errors, state
+from deskpilot.config import Settings
 
 store_app = typer.Typer(help="The prediction and feedback store.", no_args_is_help=True)
 
@@ -15,6 +21,15 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Server processes sharing the port (env DESKPILOT_WORKERS) [default: 1].",
+        ),
+    ] = None,
 ) -> None:
     """Serve the triage API (the registry's champion, with the tfidf fallback) until interrupted."""
     import uvicorn
@@ -23,19 +38,52 @@ def serve(
     from deskpilot.service.observability import configure_json_logging
 
     settings = state(ctx).settings
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": workers})
     configure_json_logging()
     with reported_errors():
-        app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=10,
-    )
+        app = create_app(settings)  # with workers too: a bad setting fails here, once, before any spawn
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": False,
+        "loop": "uvloop",
+        "http": "httptools",
+        "timeout_graceful_shutdown": 10,
+    }
+    if settings.workers == 1:
+        uvicorn.run(app, **options)
+        return
+    with reported_errors(), _worker_environment(settings):
+        uvicorn.run(
+            "deskpilot.api.worker:create_worker_app", factory=True, workers=settings.workers, **options
+        )
+
+
+@contextmanager
+def _worker_environment(settings: Settings) -> Iterator[None]:
+    """Hand the settings to the worker processes and give them one metrics folder; clean it up after."""
+    from deskpilot.service.metrics import MULTIPROC_ENV
+    from deskpilot.store import migrate
+
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        migrate.upgrade(url)  # once, here: N workers creating one SQLite file at once would race
+    metrics_dir = tempfile.mkdtemp(prefix="deskpilot-metrics-")
+    saved = {name: os.environ.get(name) for name in ("DESKPILOT_HOME", "DESKPILOT_WORKERS", MULTIPROC_ENV)}
+    os.environ["DESKPILOT_HOME"] = str(settings.home.resolve())
+    os.environ["DESKPILOT_WORKERS"] = str(settings.workers)
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @store_app.command("migrate")

@@ -1,8 +1,26 @@
-"""Prometheus metrics of one service instance, on its own registry (so tests can run several apps)."""
+"""Prometheus metrics of one service instance, on its own registry (so tests can run several apps).
+
+With several server processes (``deskpilot serve --workers N``) every process writes its samples to files in
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, chosen when that variable is set before
+the library is imported) and ``/metrics`` from any process reports the sums over all of them, so a scrape
+does not depend on which worker answers it.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -11,6 +29,9 @@ CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0
 
 class ServiceMetrics:
     def __init__(self) -> None:
+        # the library picks its value storage once, at import: follow that choice, not today's environment
+        shared = getattr(values.ValueClass, "_multiprocess", False)
+        self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) if shared else None
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.request_latency = Histogram(
@@ -46,7 +67,10 @@ class ServiceMetrics:
             registry=r,
         )
         self.store_queue_depth = Gauge(
-            "deskpilot_store_queue_depth", "Decisions waiting to be written to the store.", registry=r
+            "deskpilot_store_queue_depth",
+            "Decisions waiting to be written to the store.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.store_dropped = Counter(
             "deskpilot_store_dropped_total",
@@ -63,6 +87,7 @@ class ServiceMetrics:
             "Models serving (value 1).",
             ["role", "name", "version", "family"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.model_load_failures = Counter(
             "deskpilot_model_load_failures_total",
@@ -87,12 +112,6 @@ class ServiceMetrics:
             ["rule"],
             registry=r,
         )
-        self.rollout_share = Gauge(
-            "deskpilot_rollout_share",
-            "Share of traffic each serving version answers.",
-            ["version", "role"],
-            registry=r,
-        )
         self.auth_failures = Counter(
             "deskpilot_auth_failures_total", "Requests with a missing or unknown API key.", registry=r
         )
@@ -102,13 +121,30 @@ class ServiceMetrics:
         self.model_latency.labels(role).observe(seconds)
 
     def set_model(self, role: str, name: str, version: str, family: str) -> None:
-        """Exactly one ``model_info`` series per role: the model serving it now."""
+        """One ``model_info`` series at 1 per role: the model serving it now.
+
+        A replaced model's series is removed; with several processes its sample files cannot be, so it is
+        set to 0 instead (and a version one worker still serves during a swap shows 1 until it swaps too).
+        """
         for labels in list(
             self.model_info._metrics
         ):  # prometheus_client has no public way to list a metric's series
             if labels[0] == role:
-                self.model_info.remove(*labels)
+                if self.multiprocess_dir is None:
+                    self.model_info.remove(*labels)
+                else:
+                    self.model_info.labels(*labels).set(0)
         self.model_info.labels(role, name, version, family).set(1)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition text: this process's registry, or the sums over every worker's files."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(combined)
+
+    def process_exited(self) -> None:
+        """Drop this process's live gauges (queue depth, serving models) from the shared files."""
+        if self.multiprocess_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
