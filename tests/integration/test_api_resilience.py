@@ -390,6 +390,35 @@ def test_a_full_store_buffer_drops_new_decisions_counted_and_logged_once(
     assert kept == [True] * 3 + [False] * 4  # what is kept is the oldest, gap-free part of the log
 
 
+class SlowWriteStore(SqlStore):
+    """The real SQL store whose decision writes wait until ``released`` is set (a slow database)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.released = threading.Event()
+
+    def write_decisions(self, records: Sequence[DecisionRecord]) -> None:
+        self.released.wait(10)
+        super().write_decisions(records)
+
+
+def test_feedback_right_after_the_answer_waits_for_the_decision_to_be_written(
+    trained: TrainedHome, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'decisions.db'}"
+    migrate.upgrade(url)
+    store = SlowWriteStore(url)
+    settings = settings_for(trained, reload_interval_s=0)
+    with running(settings, store=store) as server, server.client(ACME_KEY) as client:
+        answer = client.post("/v1/triage", json={"text": "I want to change my PIN"})
+        request_id = answer.json()["request_id"]
+        assert store.get_decision("acme", request_id) is None  # still in the write buffer
+        threading.Timer(0.3, store.released.set).start()
+        verdict = client.post("/v1/feedback", json={"request_id": request_id, "correct_intent": "change_pin"})
+    assert verdict.status_code == 200, verdict.text
+    assert verdict.json()["request_id"] == request_id
+
+
 def _register_broken_version(trained: TrainedHome) -> str:
     """A new version of the model whose stored artifact is corrupt (tagged gate=fail, so it is never
     picked as the fallback either)."""

@@ -20,6 +20,7 @@ from opentelemetry import trace
 
 from deskpilot.data.pii import PiiRedactor
 from deskpilot.domain import Prediction, Route, Ticket, TriageDecision
+from deskpilot.errors import StoreNotFoundError
 from deskpilot.models.artifact import predictions_from_proba
 from deskpilot.rollout.monitor import CHALLENGER_ROLE, CHAMPION_ROLE, RolloutMonitor
 from deskpilot.rollout.split import to_challenger
@@ -34,6 +35,9 @@ from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowRecord
 from deskpilot.store.writer import BufferedWriter, ShadowWriter
 
 logger = logging.getLogger(__name__)
+# How long a verdict on a decision not found yet waits for write buffers: ours is flushed at once (bounded by
+# this), another worker's flushes every 50 ms on its own, so a tenth of it covers two of its rounds.
+FEEDBACK_FLUSH_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -299,7 +303,16 @@ class TriageService:
         """Store an agent's verdict on a decision of this tenant (StoreNotFoundError otherwise)."""
         if self.store is None:
             raise LookupError("no store is configured")
-        record = await asyncio.to_thread(self.store.add_feedback, tenant, request_id, correct_intent)
+        try:
+            record = await asyncio.to_thread(self.store.add_feedback, tenant, request_id, correct_intent)
+        except StoreNotFoundError:
+            # The decision may still wait in a write buffer: an integration that posts its verdict right
+            # after the answer must not get a 404 for it. Flush ours; another worker's flushes on its own.
+            if self.writer is not None and self.writer.depth:
+                await asyncio.to_thread(self.writer.flush, FEEDBACK_FLUSH_WAIT_S)
+            else:
+                await asyncio.sleep(FEEDBACK_FLUSH_WAIT_S / 10)
+            record = await asyncio.to_thread(self.store.add_feedback, tenant, request_id, correct_intent)
         self._observe_feedback(record)
         return record
 
