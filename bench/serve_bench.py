@@ -625,21 +625,16 @@ def report(
                 f" {mine['throughput_ratio']:.2f}x (target >= 3x);"
                 f" p99 {dp_top['p99_ms']:.1f} ms vs {mlflow_top['p99_ms']:.1f} ms (target: lower)"
             )
-        # per round: the c=low p50 minus the in-process p50 measured just before that server
-        overheads = [
-            r.p50_ms - i["in_process_p50_ms"]
+        # per round: the c=low p50 minus the in-process p50 measured just before (or paced like) that server
+        lone = [
+            (r.p50_ms, i)
             for i in infos
             if i["server"] == ours
             for r in rows
             if r.server == ours and r.round == i["round"] and r.concurrency == low
         ]
-        paced = [
-            r.p50_ms - i["in_process_paced_p50_ms"]
-            for i in infos
-            if i["server"] == ours
-            for r in rows
-            if r.server == ours and r.round == i["round"] and r.concurrency == low
-        ]
+        overheads = [p50 - i["in_process_p50_ms"] for p50, i in lone]
+        paced = [p50 - i["in_process_paced_p50_ms"] for p50, i in lone]
         if overheads:
             mine["c1_overhead_ms"] = statistics.median(overheads)
             mine["c1_overhead_vs_paced_ms"] = statistics.median(paced)
