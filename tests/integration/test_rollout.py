@@ -48,9 +48,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedHome:
 
 
 @pytest.fixture
-def server(trained: TrainedHome, tmp_path: Path) -> Iterator[LiveServer]:
+def server(trained: TrainedHome, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """A server on POLICY; a test may change rule values with ``indirect`` parametrization."""
+    text = POLICY
+    for rule, value in getattr(request, "param", {}).items():
+        text = "\n".join(
+            f"  {rule}: {value}" if line.strip().startswith(f"{rule}:") else line
+            for line in text.splitlines()
+        )
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
+    policy.write_text(text + "\n")
     settings = settings_for(
         trained, policy_file=policy, guard_interval_s=0.2, rate_limit_per_s=0, model_timeout_s=1.0
     )
@@ -153,6 +160,8 @@ def test_promote_and_rollback_round_trip_under_load(server: LiveServer, trained:
     assert actions == [("promote", f"models:/{MODEL}/{v2}"), ("rollback", f"models:/{MODEL}/{v1}")]
 
 
+# the held shadow call below is slow on purpose: a latency rule would (rightly) roll the challenger back
+@pytest.mark.parametrize("server", [{"max_p99_ms": 600000}], indirect=True)
 def test_shadow_never_changes_answers_and_never_makes_callers_wait(
     server: LiveServer, trained: TrainedHome
 ) -> None:
