@@ -5,10 +5,12 @@ ensemble take ~30 min to train, so they are left out), in one run and on the sam
 
 * in-process: ``TriageModel.predict`` of one text (p50/p99 over --inproc-texts texts) and the throughput of
   64-text batches, the physical limit of any server, measured right before each server starts (so the c=1
-  overhead compares DeskPilot with a baseline taken on the same, shared machine moments earlier);
-* servers, started one at a time as subprocesses and alternated (DeskPilot, mlflow --workers 1, mlflow
-  --workers 2; --rounds repeats the cycle, rotating the order): ``deskpilot serve`` (rate limit off, JSON logs
-  to a file, everything else default: micro-batching, PII redaction, decision store, registry watcher) and
+  overhead compares DeskPilot with a baseline taken on the same, shared machine moments earlier), and again
+  right after each server at that server's own c=1 pace, idle between calls (see ``in_process_paced``);
+* servers, started one at a time as subprocesses and alternated (DeskPilot with 1 and 2 workers, mlflow
+  --workers 1 and 2; --rounds repeats the cycle, rotating the order): ``deskpilot serve --workers N`` (rate
+  limit off, JSON logs to a file, everything else default: micro-batching, PII redaction, decision store,
+  registry watcher) and
   ``mlflow models serve -m models:/NAME/VERSION --env-manager local --workers N``. Each is timed from spawn to
   its first 200 on the readiness route (/readyz, /ping: "cold start"), then loaded closed-loop at each
   --concurrency (--warmup s discarded, then --duration s measured): throughput, p50, p99, errors (non-2xx,
