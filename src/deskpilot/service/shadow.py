@@ -15,7 +15,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from deskpilot.domain import Route
@@ -23,6 +22,7 @@ from deskpilot.models.artifact import predictions_from_proba
 from deskpilot.rollout.monitor import CHALLENGER_ROLE, RolloutMonitor
 from deskpilot.service.batcher import MicroBatcher
 from deskpilot.service.metrics import ServiceMetrics
+from deskpilot.store.records import ShadowRecord
 
 if TYPE_CHECKING:
     from deskpilot.service.models import LoadedModel
@@ -30,17 +30,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 REMEMBERED = 100_000
-
-
-@dataclass(frozen=True)
-class ShadowAnswer:
-    tenant: str
-    request_id: str
-    model_name: str
-    model_version: str
-    intent: str
-    confidence: float
-    route: Route
 
 
 class ShadowScorer:
@@ -52,7 +41,7 @@ class ShadowScorer:
         *,
         timeout_s: float,
         max_inflight: int = 512,
-        on_answers: Callable[[list[ShadowAnswer]], None] | None = None,
+        on_answers: Callable[[list[ShadowRecord]], None] | None = None,
     ) -> None:
         self._batcher = batcher
         self._monitor = monitor
@@ -62,7 +51,7 @@ class ShadowScorer:
         self._on_answers = on_answers
         self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._answers: OrderedDict[str, ShadowAnswer] = OrderedDict()
+        self._answers: OrderedDict[str, ShadowRecord] = OrderedDict()
 
     @property
     def inflight(self) -> int:
@@ -104,8 +93,8 @@ class ShadowScorer:
                 champion_auto=champion.route is Route.AUTO,
                 challenger_auto=route is Route.AUTO,
             )
-            shadow.append(
-                ShadowAnswer(
+            try:
+                record = ShadowRecord(
                     tenant=tenant,
                     request_id=champion.request_id,
                     model_name=loaded.name,
@@ -114,7 +103,10 @@ class ShadowScorer:
                     confidence=prediction.confidence,
                     route=route,
                 )
-            )
+            except ValueError as exc:  # e.g. a non-finite confidence: not an answer worth keeping
+                logger.warning("shadow answer not kept: %s", exc)
+                continue
+            shadow.append(record)
         for item in shadow:
             self._answers[item.request_id] = item
         while len(self._answers) > REMEMBERED:
@@ -125,7 +117,7 @@ class ShadowScorer:
             except Exception:  # the shadow log is best effort, like the shadow itself
                 logger.exception("recording shadow answers failed")
 
-    def answer_for(self, request_id: str) -> ShadowAnswer | None:
+    def answer_for(self, request_id: str) -> ShadowRecord | None:
         return self._answers.get(request_id)
 
     def forget(self) -> None:

@@ -29,7 +29,7 @@ from deskpilot.service.batcher import MicroBatcher
 from deskpilot.service.metrics import ServiceMetrics
 from deskpilot.service.models import LoadedModel, ModelManager
 from deskpilot.service.observability import span as span_of
-from deskpilot.service.shadow import ShadowAnswer, ShadowScorer
+from deskpilot.service.shadow import ShadowScorer
 from deskpilot.store.base import DecisionStore
 from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowRecord
 from deskpilot.store.writer import BufferedWriter, ShadowWriter
@@ -282,22 +282,12 @@ class TriageService:
         self.writer.submit(record)
         self.metrics.store_queue_depth.set(self.writer.depth)
 
-    def _record_shadow(self, answers: list[ShadowAnswer]) -> None:
+    def _record_shadow(self, answers: list[ShadowRecord]) -> None:
         """Queue the challenger's answers for the shadow log (never blocks; dropped and counted when full)."""
         if self.shadow_writer is None:
             return
         for answer in answers:
-            self.shadow_writer.submit(
-                ShadowRecord(
-                    tenant=answer.tenant,
-                    request_id=answer.request_id,
-                    model_name=answer.model_name,
-                    model_version=answer.model_version,
-                    intent=answer.intent,
-                    confidence=answer.confidence,
-                    route=answer.route,
-                )
-            )
+            self.shadow_writer.submit(answer)
 
     async def feedback(self, tenant: str, request_id: str, correct_intent: str) -> FeedbackRecord:
         """Store an agent's verdict on a decision of this tenant (StoreNotFoundError otherwise)."""
