@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
 import sys
+import threading
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -109,11 +112,43 @@ def run() -> None:
     """
     try:
         app()
+    except SystemExit as exc:
+        _exit(_exit_status(exc.code))
     except DeskPilotError as exc:
         typer.echo(f"error: {exc.message}", err=True)
-        sys.exit(exit_code_for(exc))
+        _exit(exit_code_for(exc))
     except Exception as exc:
         if os.environ.get("DESKPILOT_DEBUG"):
             traceback.print_exc()
         typer.echo(f"internal error: {type(exc).__name__}: {exc} (this is a bug in DeskPilot)", err=True)
-        sys.exit(EXIT_INTERNAL)
+        _exit(EXIT_INTERNAL)
+    _exit(0)
+
+
+def _exit_status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    typer.echo(str(code), err=True)
+    return 1
+
+
+def _exit(status: int) -> NoReturn:
+    """Finish the Python side of shutdown, then leave without the native one.
+
+    The interpreter's own teardown destroys C++ globals while Arrow's (and torch's) worker threads may still
+    exist, which now and then aborts a finished command with SIGABRT ("terminate called without an active
+    exception", apache/arrow#34314): the command's exit code is lost. Everything a command needs at exit
+    is on the Python side (non-daemon threads, ``atexit`` hooks such as logging and MLflow, flushed
+    streams), so that runs first, then ``os._exit`` ends the process with the command's own status.
+    """
+    main = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)

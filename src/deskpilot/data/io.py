@@ -150,6 +150,16 @@ def iter_batches(path: Path | str, batch_rows: int) -> Iterator[pd.DataFrame]:
                 yield chunk
 
 
+def read_parquet_frame(path: Path) -> pd.DataFrame:
+    """Read a Parquet file DeskPilot wrote itself, by path.
+
+    ``pandas.read_parquet`` hands pyarrow a Python file object; Arrow's thread pools can then outlive the
+    interpreter's teardown and abort the process at exit (apache/arrow#34314, #50482). By path they do not.
+    """
+    frame: pd.DataFrame = pq.read_table(str(path)).to_pandas()
+    return frame
+
+
 def write_table_atomic(frame: pd.DataFrame, path: Path | str) -> None:
     """Write ``frame`` in the format of ``path``'s extension, replacing the file only when fully written."""
     path = Path(path)

@@ -26,7 +26,7 @@ import pandas as pd
 from deskpilot import __version__
 from deskpilot.data.columns import classify, is_missing, trimmed_labels
 from deskpilot.data.contracts import CONTRACT_VERSION, ValidationReport
-from deskpilot.data.io import RawTable, write_table_atomic
+from deskpilot.data.io import RawTable, read_parquet_frame, write_table_atomic
 from deskpilot.errors import (
     ContractViolationError,
     EmptyDatasetError,
@@ -83,7 +83,7 @@ class Snapshot:
     @cached_property
     def frame(self) -> pd.DataFrame:
         """The snapshot's rows in canonical order (the order splits index into); read once, then cached."""
-        return pd.read_parquet(self.path / DATA_FILE)
+        return read_parquet_frame(self.path / DATA_FILE)
 
 
 def content_digest(frame: pd.DataFrame) -> str:
@@ -199,7 +199,7 @@ class SnapshotStore:
     def verify(self, snapshot: Snapshot) -> None:
         """Recompute the digest from the stored rows; raise if the bytes no longer match the name."""
         try:
-            frame = pd.read_parquet(snapshot.path / DATA_FILE)
+            frame = read_parquet_frame(snapshot.path / DATA_FILE)
         except (OSError, ValueError) as exc:
             raise SnapshotCorruptError(f"snapshot {snapshot.digest[:12]} is unreadable: {exc}") from exc
         actual = content_digest(frame)
