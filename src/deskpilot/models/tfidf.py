@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from deskpilot.models.base import Classifier, encode_labels
+from deskpilot.models.tfidf_scorer import TfidfLinearScorer, compile_scorer
 
 PIPELINE_FILE = "pipeline.skops"
 
@@ -66,10 +67,24 @@ class TfidfClassifier(Classifier):
         self.temperature_ = 1.0
 
     def _scores(self, texts: Sequence[str]) -> np.ndarray:
-        scores = np.asarray(self.pipeline_.decision_function(list(texts)), dtype=np.float64)
+        scorer = self._direct_scorer()
+        if scorer is not None:
+            scores = scorer(texts)
+        else:
+            scores = np.asarray(self.pipeline_.decision_function(list(texts)), dtype=np.float64)
         if scores.ndim == 1:
             scores = np.column_stack([np.zeros_like(scores), scores])
         return scores
+
+    def _direct_scorer(self) -> TfidfLinearScorer | None:
+        """The pipeline's logits without scikit-learn's per-call checks (built once per fitted pipeline)."""
+        pipeline = self.pipeline_
+        cached = self.__dict__.get("_scorer")
+        if cached is None or cached[0] is not pipeline:
+            cached = (pipeline, compile_scorer(pipeline))
+            self.__dict__["_scorer"] = cached
+        scorer: TfidfLinearScorer | None = cached[1]
+        return scorer
 
     def _save(self, directory: Path) -> None:
         sio.dump(self.pipeline_, directory / PIPELINE_FILE)

@@ -1,4 +1,7 @@
-"""An in-memory registry for unit tests: the same contract as the MLflow one, no files, no database."""
+"""An in-memory registry for unit tests: the same contract as the MLflow one, no database.
+
+Artifacts are saved to a private temporary folder, removed when the registry is collected or at exit.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ class InMemoryRegistry(ModelRegistry):
         self._aliases: dict[tuple[str, str], str] = {}
         self._documents: dict[tuple[str, str], dict[str, str]] = {}
         self._model_tags: dict[tuple[str, str], str] = {}
-        self._root = Path(tempfile.mkdtemp(prefix="deskpilot-registry-"))
+        self._folder = tempfile.TemporaryDirectory(prefix="deskpilot-registry-")
+        self._root = Path(self._folder.name)
 
     def register(self, model: TriageModel, *, name: str, record: RunRecord) -> ModelVersion:
         version = str(1 + sum(1 for n, _ in self._versions if n == name))
