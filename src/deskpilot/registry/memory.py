@@ -5,7 +5,9 @@ Artifacts are saved to a private temporary folder, removed when the registry is 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -24,8 +26,8 @@ class InMemoryRegistry(ModelRegistry):
         self._aliases: dict[tuple[str, str], str] = {}
         self._documents: dict[tuple[str, str], dict[str, str]] = {}
         self._model_tags: dict[tuple[str, str], str] = {}
-        self._folder = tempfile.TemporaryDirectory(prefix="deskpilot-registry-")
-        self._root = Path(self._folder.name)
+        self._root = Path(tempfile.mkdtemp(prefix="deskpilot-registry-"))
+        weakref.finalize(self, shutil.rmtree, self._root, ignore_errors=True)
 
     def register(self, model: TriageModel, *, name: str, record: RunRecord) -> ModelVersion:
         version = str(1 + sum(1 for n, _ in self._versions if n == name))
