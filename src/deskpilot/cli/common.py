@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -16,7 +16,9 @@ from deskpilot.data.contracts import DataContract
 from deskpilot.data.pii import CustomPattern, PiiRedactor
 from deskpilot.domain import ModelRef
 from deskpilot.errors import DeskPilotError, UsageError
-from deskpilot.registry.mlflow_registry import MlflowRegistry
+
+if TYPE_CHECKING:
+    from deskpilot.registry.mlflow_registry import MlflowRegistry
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -98,6 +100,8 @@ def build_redactor(patterns: list[str] | None) -> PiiRedactor:
 
 def build_registry(settings: Settings) -> MlflowRegistry:
     """The registry the settings point at; the SQLite file and artifact folder are created on first use."""
+    from deskpilot.registry.mlflow_registry import MlflowRegistry  # heavy (scipy, sklearn): import on use
+
     settings.home.mkdir(parents=True, exist_ok=True)
     return MlflowRegistry(
         settings.resolved_tracking_uri,

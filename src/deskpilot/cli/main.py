@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -14,48 +15,72 @@ from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
+from typer import _click as click  # the click that typer (pinned) vendors and its groups are built on
+from typer.core import TyperGroup
+from typer.main import get_command, get_group
 
 from deskpilot import __version__
-from deskpilot.cli import (
-    audit_cmds,
-    data_cmds,
-    demo,
-    eval_cmds,
-    keys_cmds,
-    models_cmds,
-    predict_cmds,
-    rollout_cmds,
-    serve_cmds,
-    snapshot_cmds,
-    train_cmds,
-)
 from deskpilot.cli.common import EXIT_INTERNAL, EXIT_USAGE, AppState, exit_code_for
 from deskpilot.config import Settings
 from deskpilot.errors import DeskPilotError
 
+#: Every command, in the order ``--help`` lists them: name -> (module, attribute). A command's module, and
+#: what it imports (pandas, scikit-learn, MLflow, SQLAlchemy...), loads only when that command runs, so a
+#: quick command does not pay for the heavy ones (``deskpilot --help`` loads them all, for the summaries).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("deskpilot.cli.data_cmds", "validate"),
+    "redact": ("deskpilot.cli.data_cmds", "redact"),
+    "train": ("deskpilot.cli.train_cmds", "train"),
+    "evaluate": ("deskpilot.cli.eval_cmds", "evaluate_command"),
+    "gate": ("deskpilot.cli.eval_cmds", "gate_command"),
+    "predict": ("deskpilot.cli.predict_cmds", "predict"),
+    "demo": ("deskpilot.cli.demo", "demo"),
+    "serve": ("deskpilot.cli.serve_cmds", "serve"),
+    "promote": ("deskpilot.cli.rollout_cmds", "promote"),
+    "rollback": ("deskpilot.cli.rollout_cmds", "rollback"),
+    "snapshot": ("deskpilot.cli.snapshot_cmds", "app"),
+    "models": ("deskpilot.cli.models_cmds", "app"),
+    "keys": ("deskpilot.cli.keys_cmds", "app"),
+    "store": ("deskpilot.cli.serve_cmds", "store_app"),
+    "audit": ("deskpilot.cli.audit_cmds", "app"),
+    "rollout": ("deskpilot.cli.rollout_cmds", "app"),
+}
+
+
+class LazyCommands(TyperGroup):
+    """The root group: knows every command's name, imports a command's module when it is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+
+def load_command(name: str) -> click.Command:
+    """Build the click command for ``name`` from its module (a Typer sub-app or a command function)."""
+    module, attribute = COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        command: click.Command = get_group(target)  # a group even when it has a single subcommand
+    else:
+        holder = typer.Typer()
+        holder.command(name)(target)
+        command = get_command(holder)
+    command.name = name
+    return command
+
+
 app = typer.Typer(
     name="deskpilot",
     help="DeskPilot: support-ticket triage with calibrated confidence and safe auto-routing.",
+    cls=LazyCommands,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.command("validate")(data_cmds.validate)
-app.command("redact")(data_cmds.redact)
-app.command("train")(train_cmds.train)
-app.command("evaluate")(eval_cmds.evaluate_command)
-app.command("gate")(eval_cmds.gate_command)
-app.command("predict")(predict_cmds.predict)
-app.command("demo")(demo.demo)
-app.add_typer(snapshot_cmds.app, name="snapshot")
-app.add_typer(models_cmds.app, name="models")
-app.add_typer(keys_cmds.app, name="keys")
-app.command("serve")(serve_cmds.serve)
-app.add_typer(serve_cmds.store_app, name="store")
-app.add_typer(audit_cmds.app, name="audit")
-app.command("promote")(rollout_cmds.promote)
-app.command("rollback")(rollout_cmds.rollback)
-app.add_typer(rollout_cmds.app, name="rollout")
 
 
 def _version(value: bool) -> None:
@@ -140,13 +165,14 @@ def _exit(status: int) -> NoReturn:
     The interpreter's own teardown destroys C++ globals while Arrow's (and torch's) worker threads may still
     exist, which now and then aborts a finished command with SIGABRT ("terminate called without an active
     exception", apache/arrow#34314): the command's exit code is lost. Everything a command needs at exit
-    is on the Python side (non-daemon threads, ``atexit`` hooks such as logging and MLflow, flushed
-    streams), so that runs first, then ``os._exit`` ends the process with the command's own status.
+    is on the Python side, so that runs first, in the interpreter's own order: ``threading._shutdown`` (it
+    tells idle thread pools such as MLflow's download workers to stop, then joins every non-daemon thread),
+    the ``atexit`` hooks (logging, MLflow), flushed streams. Then ``os._exit`` ends the process with the
+    command's own status.
     """
-    main = threading.main_thread()
-    for thread in threading.enumerate():
-        if thread is not main and not thread.daemon:
-            thread.join()
+    shutdown_threads = getattr(threading, "_shutdown", None)
+    if callable(shutdown_threads):
+        shutdown_threads()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
