@@ -6,8 +6,9 @@ import json
 import shlex
 import threading
 import time
+import urllib.error
+import urllib.request
 
-import httpx
 import typer
 
 from deskpilot.config import Settings
@@ -59,20 +60,21 @@ def serve_demo(settings: Settings, *, host: str, port: int, key: str) -> None:
             time.sleep(0.1)
         if not server.started:
             return
+        request = urllib.request.Request(  # the standard library: a serving install has no HTTP client
+            f"{url}/v1/triage",
+            data=json.dumps({"text": CHECK_TEXT, "id": "T-1001"}).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            method="POST",
+        )
         try:
-            answer = httpx.post(
-                f"{url}/v1/triage",
-                json={"text": CHECK_TEXT, "id": "T-1001"},
-                headers={"Authorization": f"Bearer {key}"},
-                timeout=30,
-            )
-            answer.raise_for_status()
-        except httpx.HTTPError as exc:
+            with urllib.request.urlopen(request, timeout=30) as response:  # raises on 4xx/5xx
+                answer = response.read().decode()
+        except (urllib.error.URLError, OSError) as exc:
             typer.echo(f"the service started but did not answer: {exc}", err=True)
             server.should_exit = True
             return
         typer.echo(f"  service ready at {url} (OpenAPI: {url}/docs; logs: {log_path})")
-        typer.echo(f"  it answered: {answer.text}")
+        typer.echo(f"  it answered: {answer}")
         typer.echo("  try it (the demo key is in .deskpilot/demo-key):")
         typer.echo(f"    {curl_example(url, key)}")
         typer.echo("  serving until Ctrl-C")
