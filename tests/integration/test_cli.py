@@ -91,6 +91,15 @@ def test_usage_errors_exit_2(tmp_path: Path, home: Path, args: tuple[str, ...]) 
     assert "Traceback" not in result.stderr
 
 
+def test_a_mistyped_command_exits_2_with_the_close_names(home: Path) -> None:
+    top = run_cli("snapshto", "list", home=home)
+    assert top.returncode == 2
+    assert "Did you mean 'snapshot'?" in top.stderr
+    nested = run_cli("snapshot", "lst", home=home)
+    assert nested.returncode == 2
+    assert "Did you mean 'list'?" in nested.stderr
+
+
 def test_snapshot_lifecycle(tmp_path: Path, home: Path, write_rows: WriteRows) -> None:
     rows = labelled_rows(3, 6)
     rows[0]["text"] = "please email me at jane.doe@example.com about my refund"

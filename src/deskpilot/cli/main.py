@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import difflib
 import importlib
 import logging
 import os
@@ -57,6 +58,18 @@ class LazyCommands(TyperGroup):
         if cmd_name not in self.commands and cmd_name in COMMANDS:
             self.add_command(load_command(cmd_name), cmd_name)
         return self.commands.get(cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """Typer suggests close names from the loaded commands only; suggest from all of them."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.UsageError as error:
+            matches = difflib.get_close_matches(args[0], list(COMMANDS)) if args else []
+            if matches and "Did you mean" not in error.message:
+                error.message = f"{error.message.rstrip('.')}. Did you mean {', '.join(map(repr, matches))}?"
+            raise
 
 
 def load_command(name: str) -> click.Command:
