@@ -8,8 +8,7 @@ import typer
 
 from deskpilot.cli.common import JsonOpt, build_registry, emit_json, parse_model_uri, reported_errors, state
 from deskpilot.errors import ModelNotFoundError
-from deskpilot.registry.base import ModelVersion
-from deskpilot.training.pipeline import MODEL_CARD, REPORT_MD
+from deskpilot.registry.base import MODEL_CARD, REPORT_MD, ModelVersion
 
 app = typer.Typer(help="Inspect registered models.", no_args_is_help=True)
 

@@ -12,6 +12,12 @@ from deskpilot.models.artifact import TriageModel
 
 ARTIFACT_KEY = "triage_model"
 DOCUMENTS_DIR = "documents"
+# the documents every registered version carries (see training.pipeline)
+MODEL_CARD = "model_card.md"
+GATE_DECISION = "gate_decision.json"
+EVALUATION = "evaluation.json"
+REPORT_HTML = "report.html"
+REPORT_MD = "report.md"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 

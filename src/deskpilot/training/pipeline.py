@@ -23,15 +23,20 @@ from deskpilot.evaluation.model_card import render_model_card
 from deskpilot.evaluation.policy import Policy, load_policy
 from deskpilot.evaluation.report import render_html, render_markdown
 from deskpilot.models.artifact import TriageModel
-from deskpilot.registry.base import CHALLENGER, CHAMPION, ModelRegistry, ModelVersion, RunRecord
+from deskpilot.registry.base import (
+    CHALLENGER,
+    CHAMPION,
+    EVALUATION,
+    GATE_DECISION,
+    MODEL_CARD,
+    REPORT_HTML,
+    REPORT_MD,
+    ModelRegistry,
+    ModelVersion,
+    RunRecord,
+)
 from deskpilot.training.lineage import environment_tags
 from deskpilot.training.run import Progress, TrainingConfig, TrainingResult, train_on_snapshot
-
-MODEL_CARD = "model_card.md"
-GATE_DECISION = "gate_decision.json"
-EVALUATION = "evaluation.json"
-REPORT_HTML = "report.html"
-REPORT_MD = "report.md"
 
 
 @dataclass(frozen=True)
