@@ -6,7 +6,6 @@ import json
 import shlex
 import threading
 import time
-import urllib.error
 import urllib.request
 
 import typer
@@ -67,9 +66,9 @@ def serve_demo(settings: Settings, *, host: str, port: int, key: str) -> None:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # raises on 4xx/5xx
+            with urllib.request.urlopen(request, timeout=30) as response:
                 answer = response.read().decode()
-        except (urllib.error.URLError, OSError) as exc:
+        except OSError as exc:  # urllib's URLError and HTTPError (4xx/5xx) are OSErrors
             typer.echo(f"the service started but did not answer: {exc}", err=True)
             server.should_exit = True
             return

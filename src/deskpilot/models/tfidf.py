@@ -24,6 +24,7 @@ PIPELINE_FILE = "pipeline.skops"
 
 class TfidfClassifier(Classifier):
     family = "tfidf"
+    _scorer: TfidfLinearScorer | None = None  # the fitted pipeline's direct scorer, set with ``pipeline_``
 
     def __init__(
         self,
@@ -63,6 +64,7 @@ class TfidfClassifier(Classifier):
         )
         pipeline.fit(list(texts), targets)
         self.pipeline_ = pipeline
+        self._scorer = compile_scorer(pipeline)
         self.classes_ = classes
         self.temperature_ = 1.0
 
@@ -77,14 +79,8 @@ class TfidfClassifier(Classifier):
         return scores
 
     def _direct_scorer(self) -> TfidfLinearScorer | None:
-        """The pipeline's logits without scikit-learn's per-call checks (built once per fitted pipeline)."""
-        pipeline = self.pipeline_
-        cached = self.__dict__.get("_scorer")
-        if cached is None or cached[0] is not pipeline:
-            cached = (pipeline, compile_scorer(pipeline))
-            self.__dict__["_scorer"] = cached
-        scorer: TfidfLinearScorer | None = cached[1]
-        return scorer
+        """Scores the pipeline without scikit-learn's per-call checks; compiled where pipeline_ is set."""
+        return self._scorer
 
     def _save(self, directory: Path) -> None:
         sio.dump(self.pipeline_, directory / PIPELINE_FILE)
@@ -97,4 +93,5 @@ class TfidfClassifier(Classifier):
             raise ValueError(f"{path} contains types outside scikit-learn's own: {', '.join(untrusted)}")
         model = cls(**params)
         model.pipeline_ = sio.load(path)
+        model._scorer = compile_scorer(model.pipeline_)
         return model

@@ -35,8 +35,7 @@ from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowRecord
 from deskpilot.store.writer import BufferedWriter, ShadowWriter
 
 logger = logging.getLogger(__name__)
-# How long a verdict on a decision not found yet waits for write buffers: ours is flushed at once (bounded by
-# this), another worker's flushes every 50 ms on its own, so a tenth of it covers two of its rounds.
+# The longest a verdict on a decision not found yet waits for this worker's write buffer to flush.
 FEEDBACK_FLUSH_WAIT_S = 1.0
 
 
@@ -296,12 +295,15 @@ class TriageService:
         try:
             record = await asyncio.to_thread(self.store.add_feedback, tenant, request_id, correct_intent)
         except StoreNotFoundError:
+            if self.writer is None:  # no decision log here, nor in the other workers (same settings)
+                raise
             # The decision may still wait in a write buffer: an integration that posts its verdict right
-            # after the answer must not get a 404 for it. Flush ours; another worker's flushes on its own.
-            if self.writer is not None and self.writer.depth:
+            # after the answer must not get a 404 for it. Flush ours; another worker's (same settings)
+            # writes on its own within one flush interval, so wait two.
+            if self.writer.depth:
                 await asyncio.to_thread(self.writer.flush, FEEDBACK_FLUSH_WAIT_S)
             else:
-                await asyncio.sleep(FEEDBACK_FLUSH_WAIT_S / 10)
+                await asyncio.sleep(2 * self.writer.flush_interval_s)
             record = await asyncio.to_thread(self.store.add_feedback, tenant, request_id, correct_intent)
         self._observe_feedback(record)
         return record

@@ -72,6 +72,11 @@ class BatchWriter(ABC, Generic[R]):
         self._thread.start()
 
     @property
+    def flush_interval_s(self) -> float:
+        """The longest a record waits for its batch to fill before it is written."""
+        return self._interval
+
+    @property
     def depth(self) -> int:
         """Records accepted but not yet written."""
         with self._cond:
