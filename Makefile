@@ -7,11 +7,12 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PIP    := $(PY) -m pip --disable-pip-version-check --quiet
 
-.PHONY: help demo test lint format install install-dev bench clean
+.PHONY: help demo test unit lint format install install-dev bench clean
 
 help:
 	@echo "make demo    set up .venv and run the main job on the bundled data"
 	@echo "make test    set up .venv and run lint plus every test suite"
+	@echo "make unit    set up .venv and run only the fast suites (tests/unit, tests/data), no lint"
 	@echo "make lint    ruff, mypy (strict on src/) and the import-layer contract"
 	@echo "make bench   run the benchmarks under bench/"
 	@echo "make clean   remove the venv and generated state"
@@ -48,6 +49,12 @@ format: $(VENV)/.installed-dev
 # pytest exits 5 when it collects nothing; that is reported, not treated as a failure.
 test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/unit tests/data tests/model tests/integration tests/browser; \
+	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+# The fast suites only: fakes and bundled data, no server, database or trained MLflow model; tests marked
+# slow are left to `make test`.
+unit: $(VENV)/.installed-dev
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow" tests/unit tests/data; \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 bench: $(VENV)/.installed-dev

@@ -1,4 +1,10 @@
-"""Settings: one typed tree read from ``DESKPILOT_*`` environment variables, built only by the CLI and API."""
+"""Settings: one flat, typed set of options read from ``DESKPILOT_*`` environment variables.
+
+Only the CLI callback (``--home`` overrides ``DESKPILOT_HOME``) and the API's worker entry point build it. The
+API and the workflows read it; the layers below them receive plain values and may not import this module
+(import-linter checks). Paths that are not options (snapshots, keys, artifacts, caches, the default
+databases) derive from ``home``.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,8 @@ from deskpilot.errors import ConfigError
 
 
 class Settings(BaseSettings):
-    """Where DeskPilot keeps its state and the defaults of the data contract."""
+    """Where DeskPilot keeps its state, the defaults of the data contract and training, and the limits and
+    timings of the service."""
 
     model_config = SettingsConfigDict(env_prefix="DESKPILOT_", extra="ignore")
 

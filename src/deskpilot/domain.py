@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from enum import StrEnum
 
 DEFAULT_MODEL_NAME = "deskpilot-triage"
@@ -19,10 +18,17 @@ class Route(StrEnum):
     HUMAN = "human"
 
 
-class RolloutStage(StrEnum):
-    SHADOW = "shadow"
-    CANARY = "canary"
+class Role(StrEnum):
+    """What a served model is for. One vocabulary for the service, its metrics, ``/v1/models``, the rollout
+    monitor and the logs.
+
+    ``champion`` answers every ticket not in a canary; ``challenger`` is the version under rollout (shadow or
+    canary); ``fallback`` answers when the one in line before it fails or runs out of time.
+    """
+
     CHAMPION = "champion"
+    CHALLENGER = "challenger"
+    FALLBACK = "fallback"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +52,6 @@ class Ticket:
 
     text: str
     id: str | None = None
-    tenant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +106,3 @@ class TriageDecision:
     model_version: str
     reason: str = ""
     fallback: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Feedback:
-    """An agent's correction (or confirmation) of a past decision."""
-
-    request_id: str
-    correct_intent: str
-    tenant: str
-    received_at: datetime = field(compare=False, default_factory=lambda: datetime.now(UTC))

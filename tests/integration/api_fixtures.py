@@ -16,7 +16,7 @@ from deskpilot.registry.mlflow_registry import MlflowRegistry
 from deskpilot.store.base import DecisionStore
 from deskpilot.training.pipeline import train_and_register
 from deskpilot.training.run import TrainingConfig
-from tests.helpers import REPO_ROOT, NoRedaction, bundled_subset
+from tests.helpers import NoRedaction, bundled_subset
 from tests.live_server import LiveServer, serve
 
 ACME_KEY = "acme-key-0123456789abcdef"
@@ -46,9 +46,7 @@ def trained_home(home: Path, *, versions: int = 2) -> TrainedHome:
     )
     made = []
     for seed in range(versions):
-        run = train_and_register(
-            snapshot, TrainingConfig(family="tfidf", seed=seed), registry, name=MODEL, code_dir=REPO_ROOT
-        )
+        run = train_and_register(snapshot, TrainingConfig(family="tfidf", seed=seed), registry, name=MODEL)
         made.append(run.version.version)
     return TrainedHome(home, registry, tuple(made))
 

@@ -161,7 +161,9 @@ def test_models_and_metrics(server: LiveServer, trained: TrainedHome) -> None:
         client.post("/v1/triage", json={"text": "exchange rate please"})
         models = client.get("/v1/models").json()
         metrics = client.get("/metrics").text
-    assert models["primary"]["version"] == trained.versions[0]
+    assert models["champion"]["version"] == trained.versions[0]
+    assert models["primary"] == models["champion"], "the first API version's name stays, deprecated"
+    assert models["challenger"] is None
     assert models["fallback"]["family"] == "tfidf"
     assert models["shares"] == {models["primary"]["uri"]: 1.0}
     for name in (
@@ -171,7 +173,7 @@ def test_models_and_metrics(server: LiveServer, trained: TrainedHome) -> None:
         "deskpilot_predictions_total",
         "deskpilot_confidence_bucket",
         "deskpilot_store_queue_depth",
-        'deskpilot_model_info{family="tfidf",name="triage",role="primary"',
+        'deskpilot_model_info{family="tfidf",name="triage",role="champion"',
     ):
         assert name in metrics, name
     assert ACME_KEY not in metrics

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from deskpilot.api.app import Overrides, create_app
 from deskpilot.service.observability import JsonFormatter
+from tests.helpers import run_cli
 from tests.integration.api_fixtures import ACME_KEY, TrainedHome, settings_for, trained_home
 from tests.live_server import LiveServer, serve
 
@@ -195,3 +196,52 @@ def test_pii_is_redacted_before_the_text_reaches_the_store(
     assert "<EMAIL>" in stored.text
     assert "<CARD>" in stored.text
     assert MARKER in stored.text  # only the PII is replaced; the message itself is kept for review
+
+
+def test_one_id_leads_from_the_access_log_to_the_decisions_and_back(
+    traced: tuple[LiveServer, InMemorySpanExporter], trained: TrainedHome, json_log: io.StringIO
+) -> None:
+    server, _ = traced
+    items = [{"text": "my card has not arrived yet", "id": "T-1"}, {"text": "how do I top up?", "id": "T-2"}]
+    with server.client(ACME_KEY) as client:
+        response = client.post(
+            "/v1/triage/batch", json={"items": items}, headers={"X-Request-ID": "trace-me-1"}
+        )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-request-id"] == "trace-me-1"
+    decision_ids = [item["request_id"] for item in response.json()["items"]]
+    assert len(set(decision_ids)) == 2
+
+    def access_line() -> dict[str, Any] | None:
+        lines = [line for line in _lines(json_log) if line["logger"] == "deskpilot.access"]
+        return next((line for line in lines if line["request_id"] == "trace-me-1"), None)
+
+    line = wait_for(access_line)
+    assert (line["route"], line["tenant"], line["status"]) == ("/v1/triage/batch", "acme", 200)
+    service = server.app.state.parts.service
+    assert service.writer.flush(10)
+    for decision_id in decision_ids:
+        stored = service.store.get_decision("acme", decision_id)
+        assert stored is not None
+        assert stored.http_request_id == "trace-me-1"
+
+    forward = run_cli("--home", trained.home, "store", "trace", "trace-me-1", "--json", home=trained.home)
+    assert forward.returncode == 0, forward.stderr
+    found = json.loads(forward.stdout)
+    assert found["matched_as"] == ["http_request"]
+    assert sorted(d["decision_id"] for d in found["decisions"]) == sorted(decision_ids)
+    assert {d["ticket_id"] for d in found["decisions"]} == {"T-1", "T-2"}
+
+    back = run_cli("--home", trained.home, "store", "trace", decision_ids[1], "--json", home=trained.home)
+    assert back.returncode == 0, back.stderr
+    found = json.loads(back.stdout)
+    assert found["matched_as"] == ["decision"]
+    assert found["http_request_ids"] == ["trace-me-1"]
+    assert sorted(d["decision_id"] for d in found["decisions"]) == sorted(decision_ids)  # with its sibling
+
+    table = run_cli("--home", trained.home, "store", "trace", decision_ids[0], home=trained.home)
+    assert table.returncode == 0, table.stderr
+    assert "trace-me-1" in table.stdout.splitlines()[0]
+    unknown = run_cli("--home", trained.home, "store", "trace", "no-such-id", home=trained.home)
+    assert unknown.returncode == 1
+    assert "no-such-id" in unknown.stderr

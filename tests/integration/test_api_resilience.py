@@ -85,11 +85,11 @@ def predicting(loaded: LoadedModel, predict: Predict) -> Iterator[None]:
 
 def serving(server: LiveServer) -> tuple[LoadedModel, LoadedModel]:
     models = server.app.state.parts.service.models
-    primary, fallback = models.primary, models.fallback
-    assert primary is not None
+    champion, fallback = models.champion, models.fallback
+    assert champion is not None
     assert fallback is not None
-    assert primary is not fallback, "the tests need distinct primary and fallback versions"
-    return primary, fallback
+    assert champion is not fallback, "the tests need distinct champion and fallback versions"
+    return champion, fallback
 
 
 def _raises(_texts: Sequence[str]) -> np.ndarray:
@@ -210,7 +210,7 @@ def test_hot_reload_under_load_fails_no_request(trained: TrainedHome) -> None:
             wait_until(lambda: all(len(r) >= m + 5 for r, m in zip(seen, marks, strict=True)))
             with live.client(ACME_KEY) as client:
                 serving_now = client.get("/v1/models").json()["primary"]["version"]
-            model_info = metric(live, "deskpilot_model_info", role="primary", version=new)
+            model_info = metric(live, "deskpilot_model_info", role="champion", version=new)
         finally:
             stop.set()
             for thread in threads:
@@ -446,7 +446,7 @@ def test_a_broken_champion_never_replaces_the_serving_model(trained: TrainedHome
             before = client.get("/v1/models").json()
             trained.registry.set_alias(MODEL, CHAMPION, broken)
             wait_until(
-                lambda: metric(server, "deskpilot_model_load_failures_total", role="primary") >= 2,
+                lambda: metric(server, "deskpilot_model_load_failures_total", role="champion") >= 2,
                 what="two failed reload attempts",
             )
             after = client.get("/v1/models").json()
@@ -456,7 +456,7 @@ def test_a_broken_champion_never_replaces_the_serving_model(trained: TrainedHome
         with running(settings_for(trained)) as server, server.client(ACME_KEY) as client:
             cold_ready = client.get("/readyz")
             cold_answer = client.post("/v1/triage", json={"text": "my card has not arrived"}).json()
-            failures = metric(server, "deskpilot_model_load_failures_total", role="primary")
+            failures = metric(server, "deskpilot_model_load_failures_total", role="champion")
     finally:
         trained.registry.set_alias(MODEL, CHAMPION, serving_version)
     serving_keys = ("primary", "fallback", "shares")

@@ -18,8 +18,8 @@ m = ServiceMetrics()
 assert m.multiprocess_dir is not None
 m.predictions.labels("card_arrival", "auto").inc(int(sys.argv[1]))
 m.store_queue_depth.set(int(sys.argv[1]))
-m.set_model("primary", "triage", "1", "tfidf")
-m.set_model("primary", "triage", sys.argv[2], "embed")
+m.set_model("champion", "triage", "1", "tfidf")
+m.set_model("champion", "triage", sys.argv[2], "embed")
 if sys.argv[3] == "exit":
     m.process_exited()
 """
@@ -59,8 +59,8 @@ def test_any_process_reports_the_sums_over_every_worker(tmp_path: Path) -> None:
     # the replaced model reads 0, the one serving now reads 1 (removing a series is impossible across files)
     info = {k: v for k, v in seen.items() if k.startswith("deskpilot_model_info")}
     assert info == {
-        'deskpilot_model_info{family="tfidf",name="triage",role="primary",version="1"}': 0.0,
-        'deskpilot_model_info{family="embed",name="triage",role="primary",version="2"}': 1.0,
+        'deskpilot_model_info{family="tfidf",name="triage",role="champion",version="1"}': 0.0,
+        'deskpilot_model_info{family="embed",name="triage",role="champion",version="2"}': 1.0,
     }
 
 

@@ -15,7 +15,7 @@ from deskpilot.registry.base import CHALLENGER, CHAMPION, RunRecord
 from deskpilot.registry.mlflow_registry import MlflowRegistry
 from deskpilot.training.pipeline import train_and_register
 from deskpilot.training.run import TrainingConfig, TrainingResult, train_on_snapshot
-from tests.helpers import REPO_ROOT, NoRedaction, bundled_subset
+from tests.helpers import NoRedaction, bundled_subset
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +100,8 @@ def test_pipeline_sets_champion_once(tmp_path: Path, trained: tuple[TrainingResu
     _, snapshot = trained
     registry = registry_in(tmp_path)
     config = TrainingConfig(family="tfidf")
-    first = train_and_register(snapshot, config, registry, name="triage", code_dir=REPO_ROOT)  # type: ignore[arg-type]
-    second = train_and_register(snapshot, config, registry, name="triage", code_dir=REPO_ROOT)  # type: ignore[arg-type]
+    first = train_and_register(snapshot, config, registry, name="triage")  # type: ignore[arg-type]
+    second = train_and_register(snapshot, config, registry, name="triage")  # type: ignore[arg-type]
     assert first.version.aliases == (CHAMPION,)
     assert second.version.aliases == (CHALLENGER,)
     listed = registry.versions("triage")

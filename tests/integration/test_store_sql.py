@@ -17,6 +17,8 @@ from alembic.runtime.migration import MigrationContext
 from deskpilot.domain import Route
 from deskpilot.errors import StoreError, StoreNotFoundError, StoreUnavailableError
 from deskpilot.store import migrate
+from deskpilot.store.base import DecisionStore
+from deskpilot.store.memory import InMemoryStore
 from deskpilot.store.records import DecisionRecord
 from deskpilot.store.sql import SqlStore
 from deskpilot.store.tables import VERSION_TABLE, metadata
@@ -82,6 +84,120 @@ def test_every_read_is_scoped_to_its_tenant(store: SqlStore) -> None:
     store.add_feedback("acme", "req-1", "lost_card")
     assert store.feedback("globex") == []
     assert [f.tenant for f in store.feedback("acme")] == ["acme"]
+
+
+def traced_records() -> list[DecisionRecord]:
+    """Two HTTP requests of acme, one of globex that chose the same X-Request-ID, a decision logged without
+    one, and a decision id that two tenants share; written newest first so that order comes from the time."""
+    return [
+        record(6, "globex", http_request_id="http-a"),
+        record(5, http_request_id="http-b"),
+        record(4),
+        record(3, "globex"),
+        record(2, http_request_id="http-a"),
+        record(1, http_request_id="http-a"),
+        record(3, http_request_id="http-b"),
+    ]
+
+
+def trace_reads(store: DecisionStore) -> dict[str, list[tuple[str, str]]]:
+    """Every trace read of :func:`traced_records`, as (tenant, request id) in the order returned."""
+
+    def keys(found: list[DecisionRecord]) -> list[tuple[str, str]]:
+        return [(r.tenant, r.request_id) for r in found]
+
+    return {
+        "http-a": keys(store.decisions_for_http_request("http-a")),
+        "http-a acme": keys(store.decisions_for_http_request("http-a", tenant="acme")),
+        "http-a globex": keys(store.decisions_for_http_request("http-a", tenant="globex")),
+        "http-a initech": keys(store.decisions_for_http_request("http-a", tenant="initech")),
+        "http-b": keys(store.decisions_for_http_request("http-b")),
+        "http-404": keys(store.decisions_for_http_request("http-404")),
+        "req-3": keys(store.find_decision("req-3")),
+        "req-4": keys(store.find_decision("req-4")),
+        "req-404": keys(store.find_decision("req-404")),
+        "http-a as a decision id": keys(store.find_decision("http-a")),
+    }
+
+
+EXPECTED_TRACE_READS = {
+    "http-a": [("acme", "req-1"), ("acme", "req-2"), ("globex", "req-6")],
+    "http-a acme": [("acme", "req-1"), ("acme", "req-2")],
+    "http-a globex": [("globex", "req-6")],
+    "http-a initech": [],
+    "http-b": [("acme", "req-3"), ("acme", "req-5")],
+    "http-404": [],
+    "req-3": [("globex", "req-3"), ("acme", "req-3")],  # equal times: the order written
+    "req-4": [("acme", "req-4")],
+    "req-404": [],
+    "http-a as a decision id": [],
+}
+
+
+def test_the_http_request_id_round_trips_and_leads_to_its_decisions(store: SqlStore) -> None:
+    records = traced_records()
+    store.write_decisions(records)
+    for original in records:
+        assert store.get_decision(original.tenant, original.request_id) == original
+    assert store.get_decision("acme", "req-1").http_request_id == "http-a"  # type: ignore[union-attr]
+    assert store.get_decision("acme", "req-4").http_request_id is None  # type: ignore[union-attr]
+    assert trace_reads(store) == EXPECTED_TRACE_READS
+    (found,) = store.find_decision("req-4")
+    assert found == records[2]
+
+
+def test_the_memory_store_traces_like_the_sql_store(store: SqlStore) -> None:
+    memory = InMemoryStore()
+    for target in (store, memory):
+        target.write_decisions(traced_records())
+    assert trace_reads(memory) == trace_reads(store) == EXPECTED_TRACE_READS
+    assert memory.decisions_for_http_request("http-a") == store.decisions_for_http_request("http-a")
+    assert memory.find_decision("req-3") == store.find_decision("req-3")
+
+
+def test_a_store_at_0003_keeps_its_rows_through_0004_and_back(url: str) -> None:
+    assert migrate.upgrade(url, "0003") == "0003"
+    engine = sa.create_engine(migrate.parse_url(url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO decisions (tenant, request_id, ticket_id, model_name, model_version, "
+                    "intent, confidence, route, alternatives, latency_ms, text, fallback, reason, created_at)"
+                    " VALUES ('acme', 'req-1', 'T-1', 'deskpilot-triage', '4', 'card_arrival', 0.8125, "
+                    "'auto', '[]', 3.25, 'where is my card', false, '', :at)"
+                ),
+                {"at": T0.replace(tzinfo=None)},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO feedback (tenant, request_id, correct_intent, predicted_intent, "
+                    "model_version, created_at) "
+                    "VALUES ('acme', 'req-1', 'lost_card', 'card_arrival', '4', :at)"
+                ),
+                {"at": T0.replace(tzinfo=None)},
+            )
+        assert migrate.upgrade(url) == migrate.head_revision() == "0004"
+        store = SqlStore(url)
+        try:
+            kept = store.get_decision("acme", "req-1")
+            assert kept is not None
+            assert (kept.intent, kept.ticket_id, kept.created_at) == ("card_arrival", "T-1", T0)
+            assert kept.http_request_id is None
+            assert [f.correct_intent for f in store.feedback("acme")] == ["lost_card"]
+            assert store.find_decision("req-1") == [kept]
+            assert store.decisions_for_http_request("req-1") == []
+        finally:
+            store.close()
+        # Down again: the column goes, and neither the decision nor its feedback goes with it.
+        assert migrate.downgrade(url, "0003") == "0003"
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("decisions")}
+            assert "http_request_id" not in columns
+            assert conn.execute(sa.text("SELECT count(*) FROM decisions")).scalar() == 1
+            assert conn.execute(sa.text("SELECT count(*) FROM feedback")).scalar() == 1
+    finally:
+        engine.dispose()
 
 
 def test_feedback_on_an_unknown_or_another_tenants_request_is_not_found(store: SqlStore) -> None:
@@ -188,6 +304,8 @@ def test_an_unreachable_database_raises_store_unavailable(unreachable_url: str) 
         lambda: store.decisions("acme"),
         lambda: store.add_feedback("acme", "req-1", "lost_card"),
         lambda: store.feedback("acme"),
+        lambda: store.decisions_for_http_request("http-1"),
+        lambda: store.find_decision("req-1"),
     ]
     try:
         for call in calls:

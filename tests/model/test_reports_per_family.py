@@ -13,7 +13,7 @@ from deskpilot.data.snapshots import Snapshot, SnapshotStore
 from deskpilot.registry.memory import InMemoryRegistry
 from deskpilot.training.pipeline import MODEL_CARD, REPORT_HTML, REPORT_MD, train_and_register
 from deskpilot.training.run import TrainingConfig
-from tests.helpers import REPO_ROOT, NoRedaction, bundled_subset
+from tests.helpers import NoRedaction, bundled_subset
 
 FAMILIES: dict[str, dict[str, Any]] = {
     "tfidf": {},
@@ -37,7 +37,7 @@ def test_family_is_registered_with_report_and_card(
 ) -> None:
     registry = InMemoryRegistry()
     config = TrainingConfig(family=family, params=FAMILIES[family], cache_dir=encoder_cache)
-    run = train_and_register(snapshot, config, registry, name="m", code_dir=REPO_ROOT)
+    run = train_and_register(snapshot, config, registry, name="m")
     card = registry.document("m", run.version.version, MODEL_CARD)
     html = registry.document("m", run.version.version, REPORT_HTML)
     markdown = registry.document("m", run.version.version, REPORT_MD)

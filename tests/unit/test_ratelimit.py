@@ -161,8 +161,8 @@ def test_impossible_limits_are_refused(
 
 
 def test_each_worker_enforces_its_share_of_every_tenant_limit() -> None:
-    from deskpilot.api.app import worker_share_limiter
     from deskpilot.config import Settings
+    from deskpilot.workflows.serving import worker_share_limiter
 
     settings = Settings(
         rate_limit_per_s=90.0, rate_limit_burst=10, rate_limit_overrides="big=300/7", workers=3

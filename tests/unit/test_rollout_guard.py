@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 
-from deskpilot.evaluation.policy import RolloutRules
-from deskpilot.rollout.monitor import CHALLENGER_ROLE, RolloutMonitor
+from deskpilot.domain import Role
+from deskpilot.rollout.guard import RolloutGuard
+from deskpilot.rollout.monitor import RolloutMonitor
+from deskpilot.rollout.rules import RolloutRules
 from deskpilot.rollout.state import RolloutState, Stage
-from deskpilot.service.guard import RolloutGuard
-from deskpilot.service.metrics import ServiceMetrics
 
 
 @dataclass
@@ -38,6 +38,9 @@ RULES = RolloutRules(
 )
 
 
+broken_rules: list[str] = []  # what the guard reported for the rollback counter, per rollback
+
+
 def guard_for(state: RolloutState, clock: Clock) -> tuple[RolloutGuard, FakeModels, list[str], list[float]]:
     models = FakeModels(state)
     rollbacks: list[str] = []
@@ -54,13 +57,14 @@ def guard_for(state: RolloutState, clock: Clock) -> tuple[RolloutGuard, FakeMode
         models.state = replace(models.state, percent=percent)
         return models.state
 
+    broken_rules.clear()
     guard = RolloutGuard(
         models,  # type: ignore[arg-type]
         RolloutMonitor(window_s=60, clock=clock),
         RULES,
-        ServiceMetrics(),
         rollback=rollback,
         ramp=ramp,
+        on_rollback=broken_rules.append,
         clock=clock,
     )
     return guard, models, rollbacks, ramps
@@ -75,12 +79,13 @@ def test_a_breach_rolls_back_once_with_the_measured_reason() -> None:
     guard, models, rollbacks, _ = guard_for(canary(5), clock)
     assert asyncio.run(guard.check()) == []  # first look: starts watching this challenger
     for _ in range(4):
-        guard.monitor.observe_call(CHALLENGER_ROLE, 10.0, error=True)
+        guard.monitor.observe_call(Role.CHALLENGER, 10.0, error=True)
     assert asyncio.run(guard.check()) == [], "4 calls: fewer than min_requests, no verdict yet"
-    guard.monitor.observe_call(CHALLENGER_ROLE, 10.0, error=True)
+    guard.monitor.observe_call(Role.CHALLENGER, 10.0, error=True)
     found = asyncio.run(guard.check())
     assert [b.rule for b in found] == ["error_rate"]
     assert rollbacks == ["automatic rollback: error_rate: 100.0% of 5 calls failed (max 20.0%)"]
+    assert broken_rules == ["error_rate"]
     assert models.refreshes == 1
     assert asyncio.run(guard.check()) == [], "no challenger any more: nothing to judge"
 
@@ -90,7 +95,7 @@ def test_a_healthy_canary_ramps_after_the_hold_time_and_stops_at_the_last_step()
     guard, models, rollbacks, ramps = guard_for(canary(5), clock)
     asyncio.run(guard.check())
     for _ in range(5):
-        guard.monitor.observe_call(CHALLENGER_ROLE, 10.0, error=False)
+        guard.monitor.observe_call(Role.CHALLENGER, 10.0, error=False)
     asyncio.run(guard.check())  # healthy from now
     clock.now += 29
     asyncio.run(guard.check())
@@ -100,11 +105,11 @@ def test_a_healthy_canary_ramps_after_the_hold_time_and_stops_at_the_last_step()
     assert ramps == [10]
     assert models.state.percent == 10
     for _ in range(5):
-        guard.monitor.observe_call(CHALLENGER_ROLE, 10.0, error=False)
+        guard.monitor.observe_call(Role.CHALLENGER, 10.0, error=False)
     for step in (0, 31, 31, 31):
         clock.now += step
         for _ in range(5):
-            guard.monitor.observe_call(CHALLENGER_ROLE, 10.0, error=False)
+            guard.monitor.observe_call(Role.CHALLENGER, 10.0, error=False)
         asyncio.run(guard.check())
     assert ramps == [10, 50], "50% is the last step of the ramp"
     assert rollbacks == []
@@ -115,7 +120,7 @@ def test_a_new_challenger_starts_with_an_empty_window() -> None:
     guard, models, rollbacks, _ = guard_for(canary(5), clock)
     asyncio.run(guard.check())
     for _ in range(5):
-        guard.monitor.observe_call(CHALLENGER_ROLE, 10.0, error=True)
+        guard.monitor.observe_call(Role.CHALLENGER, 10.0, error=True)
     models.state = replace(models.state, challenger="3")
     assert asyncio.run(guard.check()) == [], "the errors belonged to the previous challenger"
     assert rollbacks == []

@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from deskpilot.domain import ModelRef
+from deskpilot import tags
+from deskpilot.domain import ModelRef, Role
 from deskpilot.errors import RolloutConflictError, RolloutError, UsageError
-from deskpilot.evaluation.policy import RolloutRules
 from deskpilot.registry.base import CHAMPION, RunRecord
 from deskpilot.registry.memory import InMemoryRegistry
 from deskpilot.rollout.actions import promote, ramp, read_state, rollback, write_state
-from deskpilot.rollout.monitor import CHALLENGER_ROLE, CHAMPION_ROLE, RolloutMonitor
-from deskpilot.rollout.rules import WindowStats, breaches, feedback_drop
+from deskpilot.rollout.monitor import RolloutMonitor
+from deskpilot.rollout.rules import RolloutRules, WindowStats, breaches, feedback_drop
 from deskpilot.rollout.split import BUCKETS, bucket, to_challenger
-from deskpilot.rollout.state import STATE_TAG, RolloutState, Stage
+from deskpilot.rollout.state import RolloutState, Stage
 from deskpilot.store.audit import InMemoryAuditLog
 
 NAME = "triage"
@@ -121,7 +121,7 @@ def test_a_version_that_failed_or_skipped_its_gate_is_refused(
             go(registry, audit, version, "shadow")
         assert refused.value.details == {"gate": gate}
     assert audit.entries() == []
-    assert registry.model_tag(NAME, STATE_TAG) is None
+    assert registry.model_tag(NAME, tags.ROLLOUT_STATE) is None
 
 
 def test_force_needs_a_reason_and_is_audited_as_force_promote(
@@ -345,9 +345,9 @@ def test_windows_expire_with_the_clock() -> None:
     clock = FakeClock()
     monitor = RolloutMonitor(window_s=10.0, clock=clock)
     for latency in (10.0, 20.0):
-        monitor.observe_call(CHALLENGER_ROLE, latency, error=False)
-    monitor.observe_call(CHALLENGER_ROLE, 999.0, error=True)
-    monitor.observe_call(CHAMPION_ROLE, 5.0, error=False)
+        monitor.observe_call(Role.CHALLENGER, latency, error=False)
+    monitor.observe_call(Role.CHALLENGER, 999.0, error=True)
+    monitor.observe_call(Role.CHAMPION, 5.0, error=False)
     monitor.observe_comparison(
         champion_intent="a",
         challenger_intent="b",
@@ -355,21 +355,21 @@ def test_windows_expire_with_the_clock() -> None:
         champion_auto=True,
         challenger_auto=False,
     )
-    monitor.observe_feedback(CHALLENGER_ROLE, correct=False)
-    now = monitor.stats(CHALLENGER_ROLE)
+    monitor.observe_feedback(Role.CHALLENGER, correct=False)
+    now = monitor.stats(Role.CHALLENGER)
     assert (now.requests, now.errors, now.compared, now.disagreements, now.feedback) == (3, 1, 1, 1, 1)
     assert now.p99_ms == pytest.approx(19.9)  # failed calls carry no latency
-    assert monitor.stats(CHAMPION_ROLE).requests == 1
-    assert monitor.stats(CHAMPION_ROLE).compared == 0  # comparisons count for the challenger
+    assert monitor.stats(Role.CHAMPION).requests == 1
+    assert monitor.stats(Role.CHAMPION).compared == 0  # comparisons count for the challenger
 
     clock.now = 6.0
-    monitor.observe_call(CHALLENGER_ROLE, 30.0, error=False)
+    monitor.observe_call(Role.CHALLENGER, 30.0, error=False)
     clock.now = 10.5  # the events at t=0 fell out of the 10 s window; the one at t=6 is still in
-    later = monitor.stats(CHALLENGER_ROLE)
+    later = monitor.stats(Role.CHALLENGER)
     assert (later.requests, later.errors, later.compared, later.feedback) == (1, 0, 0, 0)
     assert later.p99_ms == 30.0
     clock.now = 100.0
-    assert monitor.stats(CHALLENGER_ROLE) == WindowStats()
+    assert monitor.stats(Role.CHALLENGER) == WindowStats()
     assert monitor.agreement.compared == 1  # totals are not windowed
 
 
@@ -397,8 +397,8 @@ def test_agreement_totals_and_reset() -> None:
     ]
     assert totals["feedback"] == {"judged": 2, "champion_accuracy": 1.0, "challenger_accuracy": 0.5}
 
-    monitor.observe_call(CHALLENGER_ROLE, 1.0, error=True)
+    monitor.observe_call(Role.CHALLENGER, 1.0, error=True)
     monitor.reset()
     assert monitor.agreement.compared == 0
     assert monitor.agreement.to_dict()["agreement_rate"] is None
-    assert monitor.stats(CHALLENGER_ROLE) == WindowStats()
+    assert monitor.stats(Role.CHALLENGER) == WindowStats()

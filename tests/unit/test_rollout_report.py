@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from deskpilot.domain import Route
+from deskpilot.evaluation.significance import wilson
 from deskpilot.rollout.render import headline_lines, render_html, render_markdown, write_report
 from deskpilot.rollout.report import (
     SHIFT_EDGES,
@@ -20,7 +21,6 @@ from deskpilot.rollout.report import (
     paired_accuracy,
     route_matrix,
     shift_stats,
-    wilson,
 )
 from deskpilot.store.records import ShadowPair
 

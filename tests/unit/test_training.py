@@ -15,7 +15,7 @@ from deskpilot.registry.base import CHALLENGER, CHAMPION
 from deskpilot.registry.memory import InMemoryRegistry
 from deskpilot.training.pipeline import train_and_register
 from deskpilot.training.run import TrainingConfig, train_on_snapshot
-from tests.helpers import REPO_ROOT, NoRedaction, bundled_subset
+from tests.helpers import NoRedaction, bundled_subset
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_bad_hyperparameter_is_a_training_error(snapshot: Snapshot) -> None:
 def test_first_version_becomes_champion_only_once(snapshot: Snapshot) -> None:
     registry = InMemoryRegistry()
     config = TrainingConfig(family="tfidf")
-    first = train_and_register(snapshot, config, registry, name="m", code_dir=REPO_ROOT)
-    second = train_and_register(snapshot, config, registry, name="m", code_dir=REPO_ROOT)
+    first = train_and_register(snapshot, config, registry, name="m")
+    second = train_and_register(snapshot, config, registry, name="m")
     assert first.became_champion
     assert CHAMPION in first.version.aliases
     assert not second.became_champion
@@ -72,7 +72,7 @@ def test_first_version_becomes_champion_only_once(snapshot: Snapshot) -> None:
 
 def test_registered_model_loads_and_predicts_the_same(snapshot: Snapshot, tmp_path: Path) -> None:
     registry = InMemoryRegistry()
-    run = train_and_register(snapshot, TrainingConfig(family="tfidf"), registry, name="m", code_dir=REPO_ROOT)
+    run = train_and_register(snapshot, TrainingConfig(family="tfidf"), registry, name="m")
     loaded = registry.load(ModelRef.parse(run.version.uri))
     texts = snapshot.frame["text"].head(5).tolist()
     assert [p.intent for p in loaded.predict(texts)] == [p.intent for p in run.result.model.predict(texts)]

@@ -7,41 +7,23 @@ hops per request cost more than the model call of the tfidf family.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from deskpilot.errors import AuthenticationError, PayloadTooLargeError, RateLimitedError
-from deskpilot.service.keys import KeyRing, Tenant, bearer_token
-from deskpilot.service.metrics import ServiceMetrics
-from deskpilot.service.ratelimit import TokenBucketLimiter
+from deskpilot.service.keys import Tenant, bearer_token
 from deskpilot.service.triage import TriageService
+from deskpilot.workflows.serving import ServingStack
 
 
-@dataclass(frozen=True)
-class RequestLimits:
-    max_text_length: int
-    max_batch_items: int
-
-
-@dataclass(frozen=True)
-class AppParts:
-    """Everything ``create_app`` builds, kept on ``app.state.parts``."""
-
-    service: TriageService
-    keys: KeyRing
-    limiter: TokenBucketLimiter
-    metrics: ServiceMetrics
-    limits: RequestLimits
-
-
-async def get_parts(request: Request) -> AppParts:
-    parts: AppParts = request.app.state.parts
+async def get_parts(request: Request) -> ServingStack:
+    """The stack ``create_app`` keeps on ``app.state.parts``."""
+    parts: ServingStack = request.app.state.parts
     return parts
 
 
-PartsDep = Annotated[AppParts, Depends(get_parts)]
+PartsDep = Annotated[ServingStack, Depends(get_parts)]
 
 
 async def get_service(parts: PartsDep) -> TriageService:
@@ -62,7 +44,7 @@ ServiceDep = Annotated[TriageService, Depends(get_service)]
 TenantDep = Annotated[Tenant, Depends(get_tenant)]
 
 
-def charge(parts: AppParts, tenant: Tenant, cost: int) -> None:
+def charge(parts: ServingStack, tenant: Tenant, cost: int) -> None:
     """Take ``cost`` tokens from the tenant's bucket or refuse with 429 and ``Retry-After``."""
     decision = parts.limiter.acquire(tenant.name, cost)
     if decision.allowed:

@@ -1,7 +1,7 @@
-"""One place that maps DeskPilot's error codes to HTTP statuses and renders ``{"error": {...}}``.
+"""One place that renders DeskPilot's errors as HTTP: ``{"error": {...}}`` with the status of its class.
 
-The mapping is part of the public contract: a code keeps its status once shipped. Anything a caller can send
-ends in a 4xx from here; a 500 means a bug, and its body never carries internals.
+The statuses live on the classes in :mod:`deskpilot.errors`, so a code keeps its status wherever it is raised.
+Anything a caller can send ends in a 4xx from here; a 500 means a bug, and its body never carries internals.
 """
 
 from __future__ import annotations
@@ -14,37 +14,39 @@ from fastapi.exceptions import RequestValidationError as FastApiValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deskpilot.errors import DeskPilotError
+from deskpilot.errors import (
+    AuthenticationError,
+    DeskPilotError,
+    InvalidJsonError,
+    MethodNotAllowedError,
+    NotFoundError,
+    RateLimitedError,
+    RequestError,
+    RequestValidationError,
+)
 
 logger = logging.getLogger(__name__)
 
-STATUS_BY_CODE: dict[str, int] = {
-    "bad_request": 400,
-    "invalid_encoding": 400,
-    "invalid_json": 400,
-    "unauthorized": 401,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "payload_too_large": 413,
-    "unsupported_media_type": 415,
-    "validation_error": 422,
-    "rate_limited": 429,
-    "store_unavailable": 503,
-    "store_error": 503,
-    "model_unavailable": 503,
-}
-_STARLETTE_CODES = {404: "not_found", 405: "method_not_allowed"}
+_STARLETTE_ERRORS: dict[int, type[RequestError]] = {404: NotFoundError, 405: MethodNotAllowedError}
 
 
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+def error_body(error: DeskPilotError) -> dict[str, Any]:
+    return {"error": error.to_dict()}
 
 
-def error_response(
-    code: str, message: str, details: dict[str, Any] | None = None, *, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    status = STATUS_BY_CODE.get(code, 400 if code != "internal_error" else 500)
-    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+def _headers_for(error: DeskPilotError) -> dict[str, str]:
+    if isinstance(error, RateLimitedError):
+        retry_after = error.details.get("retry_after_s")
+        return {} if retry_after is None else {"Retry-After": str(int(retry_after))}
+    if isinstance(error, AuthenticationError):
+        return {"WWW-Authenticate": 'Bearer realm="deskpilot"'}
+    return {}
+
+
+def error_response(error: DeskPilotError, *, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The response for ``error``: its class's status, plus the headers its class calls for."""
+    merged = {**(headers or {}), **_headers_for(error)}
+    return JSONResponse(error_body(error), status_code=error.http_status, headers=merged or None)
 
 
 def _validation_details(errors: list[Any]) -> list[dict[str, Any]]:
@@ -61,36 +63,32 @@ def _validation_details(errors: list[Any]) -> list[dict[str, Any]]:
 def install_error_handlers(app: FastAPI) -> None:
     async def on_deskpilot_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DeskPilotError)
-        headers = None
-        retry_after = exc.details.get("retry_after_s")
-        if exc.code == "rate_limited" and retry_after is not None:
-            headers = {"Retry-After": str(int(retry_after))}
-        if exc.code == "unauthorized":
-            headers = {"WWW-Authenticate": 'Bearer realm="deskpilot"'}
-        return error_response(exc.code, exc.message, exc.details, headers=headers)
+        return error_response(exc)
 
     async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, FastApiValidationError)
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response("invalid_json", "the request body is not valid JSON")
+            return error_response(InvalidJsonError("the request body is not valid JSON"))
         return error_response(
-            "validation_error",
-            "the request body does not match the schema",
-            {"errors": _validation_details(errors)},
+            RequestValidationError(
+                "the request body does not match the schema",
+                details={"errors": _validation_details(errors)},
+            )
         )
 
     async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = _STARLETTE_CODES.get(exc.status_code, "bad_request")
+        error = _STARLETTE_ERRORS.get(exc.status_code, RequestError)(str(exc.detail))
         headers = dict(exc.headers) if exc.headers else None  # a 405 carries its Allow header
-        response = error_response(code, str(exc.detail), headers=headers)
+        response = error_response(error, headers=headers)
+        # the framework's other refusals (a 400 for a body it cannot parse, say) keep their own status
         response.status_code = exc.status_code
         return response
 
     async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
         logger.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-        return error_response("internal_error", "internal error; it has been logged")
+        return error_response(DeskPilotError("internal error; it has been logged"))
 
     app.add_exception_handler(DeskPilotError, on_deskpilot_error)
     app.add_exception_handler(FastApiValidationError, on_validation_error)

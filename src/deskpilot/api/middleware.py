@@ -18,7 +18,14 @@ from typing import Any
 
 from opentelemetry.trace import Tracer
 
-from deskpilot.api.errors import STATUS_BY_CODE, error_body
+from deskpilot.api.errors import error_body
+from deskpilot.errors import (
+    DeskPilotError,
+    InvalidEncodingError,
+    PayloadTooLargeError,
+    RequestError,
+    UnsupportedMediaTypeError,
+)
 from deskpilot.service.metrics import ServiceMetrics
 from deskpilot.service.observability import span as span_of
 
@@ -34,12 +41,12 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 access_log = logging.getLogger("deskpilot.access")
 
 
-async def send_error(send: Send, code: str, message: str, details: dict[str, Any] | None = None) -> None:
-    body = json.dumps(error_body(code, message, details)).encode()
+async def send_error(send: Send, error: DeskPilotError) -> None:
+    body = json.dumps(error_body(error)).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": STATUS_BY_CODE[code],
+            "status": error.http_status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )
@@ -57,7 +64,7 @@ class BodyGuard:
             return
         refusal = self._check_headers(scope)
         if refusal is not None:
-            await send_error(send, *refusal)
+            await send_error(send, refusal)
             return
         chunks, size = [], 0
         while True:
@@ -76,7 +83,7 @@ class BodyGuard:
         try:
             body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            await send_error(send, "invalid_encoding", f"the body is not valid UTF-8 (byte {exc.start})")
+            await send_error(send, InvalidEncodingError(f"the body is not valid UTF-8 (byte {exc.start})"))
             return
         replayed = False
 
@@ -90,29 +97,28 @@ class BodyGuard:
 
         await self.app(scope, replay, send)
 
-    def _check_headers(self, scope: Scope) -> tuple[str, str, dict[str, Any]] | None:
-        """(code, message, details) of a request refused on its headers alone, else None."""
+    def _check_headers(self, scope: Scope) -> RequestError | None:
+        """The error of a request refused on its headers alone, else None."""
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         media_type, _, params = headers.get("content-type", "").partition(";")
         if media_type.strip().lower() != "application/json":
-            return "unsupported_media_type", "send the body as application/json", {}
+            return UnsupportedMediaTypeError("send the body as application/json")
         charset = params.lower().replace(" ", "").partition("charset=")[2].strip('"')
         if charset and charset not in {"utf-8", "utf8"}:
-            return "invalid_encoding", f"only UTF-8 bodies are accepted, not {charset}", {}
+            return InvalidEncodingError(f"only UTF-8 bodies are accepted, not {charset}")
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             return self._too_large_error()
         return None
 
-    def _too_large_error(self) -> tuple[str, str, dict[str, Any]]:
-        return (
-            "payload_too_large",
+    def _too_large_error(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
             f"the body is over the {self.max_body_bytes:,}-byte limit",
-            {"max_body_bytes": self.max_body_bytes},
+            details={"max_body_bytes": self.max_body_bytes},
         )
 
     async def _too_large(self, send: Send) -> None:
-        await send_error(send, *self._too_large_error())
+        await send_error(send, self._too_large_error())
 
 
 class RequestContext:

@@ -110,9 +110,18 @@ class ShadowPublic(BaseModel):
 
 
 class ModelsPublic(BaseModel):
-    primary: ServingModelPublic | None = Field(description="The champion.")
-    fallback: ServingModelPublic | None
-    challenger: ServingModelPublic | None = None
+    """One entry per role (``champion``, ``challenger``, ``fallback``), as the metrics' ``role`` label."""
+
+    champion: ServingModelPublic | None = Field(description="Answers every ticket not in a canary.")
+    challenger: ServingModelPublic | None = Field(
+        default=None, description="The version under rollout (shadow or canary), once loaded."
+    )
+    fallback: ServingModelPublic | None = Field(
+        description="Answers when the model in line before it fails or runs out of time."
+    )
+    primary: ServingModelPublic | None = Field(
+        description="The champion, under its first-version name; use `champion`.", deprecated=True
+    )
     rollout: RolloutPublic | None = None
     shares: dict[str, float] = Field(default_factory=dict, description="Share of traffic per model URI.")
     shadow: ShadowPublic | None = Field(

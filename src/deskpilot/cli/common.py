@@ -1,9 +1,13 @@
-"""What every CLI command shares: the app state, dataset options, error reporting and JSON output."""
+"""What every CLI command shares: the app state, dataset options, error reporting and JSON output.
+
+Commands are thin adapters: parse options, call one use case in :mod:`deskpilot.workflows`, render its
+result. No command module imports another.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,15 +16,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from deskpilot.config import Settings
-from deskpilot.data.contracts import DataContract
-from deskpilot.data.pii import CustomPattern, PiiRedactor
-from deskpilot.domain import ModelRef
 from deskpilot.errors import DeskPilotError, UsageError
 
 if TYPE_CHECKING:
-    from deskpilot.registry.mlflow_registry import MlflowRegistry
+    from deskpilot.data.contracts import ValidationReport
+    from deskpilot.workflows.audit import AuditReceipt
 
-EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
@@ -55,66 +56,17 @@ MinPerClassOpt = Annotated[
 LabelsFileOpt = Annotated[
     Path | None, typer.Option("--labels", help="File listing the allowed labels, one per line.")
 ]
+SuiteOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--suite",
+        help="Behavioral suite (YAML) [default: behavioral.yaml beside the data, else generated cases].",
+    ),
+]
 PiiPatternOpt = Annotated[
     list[str] | None,
     typer.Option("--pii-pattern", help="Extra PII pattern NAME=REGEX, redacted as <NAME>; repeatable."),
 ]
-
-
-def build_contract(
-    settings: Settings,
-    *,
-    text_column: str,
-    label_column: str | None,
-    max_text_length: int | None,
-    min_per_class: int | None,
-    labels_file: Path | None,
-) -> DataContract:
-    allowed: frozenset[str] | None = None
-    if labels_file is not None:
-        try:
-            lines = labels_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{labels_file}: cannot read the label list: {exc}") from exc
-        allowed = frozenset(line.strip() for line in lines if line.strip())
-        if not allowed:
-            raise UsageError(f"{labels_file}: the label list is empty")
-    return DataContract(
-        text_column=text_column,
-        label_column=label_column,
-        max_text_length=max_text_length or settings.max_text_length,
-        min_examples_per_class=min_per_class or settings.min_examples_per_class,
-        allowed_labels=allowed,
-    )
-
-
-def build_redactor(patterns: list[str] | None) -> PiiRedactor:
-    custom = []
-    for spec in patterns or []:
-        name, sep, regex = spec.partition("=")
-        if not sep or not name.strip() or not regex:
-            raise UsageError(f"--pii-pattern {spec!r}: expected NAME=REGEX")
-        custom.append(CustomPattern(name=name.strip(), pattern=regex))
-    return PiiRedactor(custom_patterns=custom)
-
-
-def build_registry(settings: Settings) -> MlflowRegistry:
-    """The registry the settings point at; the SQLite file and artifact folder are created on first use."""
-    from deskpilot.registry.mlflow_registry import MlflowRegistry  # heavy (scipy, sklearn): import on use
-
-    settings.home.mkdir(parents=True, exist_ok=True)
-    return MlflowRegistry(
-        settings.resolved_tracking_uri,
-        artifact_root=settings.artifact_root,
-        cache_dir=settings.model_cache_dir,
-    )
-
-
-def parse_model_uri(uri: str) -> ModelRef:
-    try:
-        return ModelRef.parse(uri)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
 
 
 def emit_json(payload: Any) -> None:
@@ -126,11 +78,54 @@ def exit_code_for(error: DeskPilotError) -> int:
 
 
 def fail(error: DeskPilotError, *, as_json: bool) -> NoReturn:
+    report = getattr(error, "report", None)  # a dataset that breaks the contract: show every problem
+    if report is not None:
+        typer.echo(render_report(report), err=True)
     if as_json:
         emit_json({"ok": False, "error": error.to_dict()})
-    else:
+    elif report is None:
         typer.echo(f"error: {error.message}", err=True)
     raise typer.Exit(exit_code_for(error))
+
+
+def say_audited(receipts: Iterable[AuditReceipt]) -> None:
+    """What became of each audit entry, on stderr (a queued one is a warning)."""
+    for receipt in receipts:
+        if receipt.queued:
+            typer.echo(
+                "warning: the audit entry could not be written (store unavailable); "
+                f"queued, it is appended when the store is reachable ({receipt.action} {receipt.target})",
+                err=True,
+            )
+        else:
+            typer.echo(receipt.describe(), err=True)
+
+
+def render_report(report: ValidationReport) -> str:
+    """A compiler-style report: one header line, then each rule with its count and located examples."""
+    contract = report.contract
+    columns = f"text column {contract.text_column!r}"
+    if contract.label_column is not None:
+        columns += f", label column {contract.label_column!r}"
+    verdict = "meets the contract" if report.ok else "does NOT meet the contract"
+    lines = [
+        f"{report.file}: {verdict} (contract v{contract.version}; {columns})",
+        f"  {report.n_rows:,} rows, {len(report.label_counts)} labels, "
+        f"{report.n_invalid_rows:,} invalid rows",
+    ]
+    for rule in report.rules:
+        unit = "row" if rule.examples and rule.examples[0].location is not None else "item"
+        plural = "" if rule.count == 1 else "s"
+        lines.append(
+            f"{rule.severity.value}: {rule.rule} — {rule.description} ({rule.count:,} {unit}{plural})"
+        )
+        for example in rule.examples:
+            where = report.file if example.location is None else f"{report.file}:{example.location}"
+            column = f" [{example.column}]" if example.column else ""
+            lines.append(f"  {where}{column}: {example.message}")
+        if rule.count > len(rule.examples):
+            lines.append(f"  … and {rule.count - len(rule.examples):,} more")
+    return "\n".join(lines)
 
 
 @contextmanager

@@ -17,41 +17,13 @@ from deskpilot.cli.common import (
     MinPerClassOpt,
     PiiPatternOpt,
     TextColumnOpt,
-    build_contract,
-    build_redactor,
     emit_json,
+    render_report,
     reported_errors,
     state,
 )
-from deskpilot.data.contracts import ValidationReport, validate_table
-from deskpilot.data.io import read_table
-
-
-def render_report(report: ValidationReport) -> str:
-    """A compiler-style report: one header line, then each rule with its count and located examples."""
-    contract = report.contract
-    columns = f"text column {contract.text_column!r}"
-    if contract.label_column is not None:
-        columns += f", label column {contract.label_column!r}"
-    verdict = "meets the contract" if report.ok else "does NOT meet the contract"
-    lines = [
-        f"{report.file}: {verdict} (contract v{contract.version}; {columns})",
-        f"  {report.n_rows:,} rows, {len(report.label_counts)} labels, "
-        f"{report.n_invalid_rows:,} invalid rows",
-    ]
-    for rule in report.rules:
-        unit = "row" if rule.examples and rule.examples[0].location is not None else "item"
-        plural = "" if rule.count == 1 else "s"
-        lines.append(
-            f"{rule.severity.value}: {rule.rule} — {rule.description} ({rule.count:,} {unit}{plural})"
-        )
-        for example in rule.examples:
-            where = report.file if example.location is None else f"{report.file}:{example.location}"
-            column = f" [{example.column}]" if example.column else ""
-            lines.append(f"  {where}{column}: {example.message}")
-        if rule.count > len(rule.examples):
-            lines.append(f"  … and {rule.count - len(rule.examples):,} more")
-    return "\n".join(lines)
+from deskpilot.workflows.build import build_redactor
+from deskpilot.workflows.datasets import load_and_validate
 
 
 def validate(
@@ -68,15 +40,16 @@ def validate(
     """Check DATA against the data contract: exit 0 if it meets it, 1 if not, 2 on a usage error."""
     settings = state(ctx).settings
     with reported_errors(as_json=json_output):
-        contract = build_contract(
+        report = load_and_validate(
             settings,
+            data,
             text_column=text_column,
             label_column=label_column,
             max_text_length=max_text_length,
             min_per_class=min_per_class,
             labels_file=labels,
-        )
-        report = validate_table(read_table(data), contract, max_examples=max_examples)
+            max_examples=max_examples,
+        ).report
     if json_output:
         emit_json(report.to_dict())
     else:

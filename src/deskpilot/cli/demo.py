@@ -7,48 +7,32 @@ Validate → snapshot → split → train each family (skipped when this data an
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
-from deskpilot.batch.predict import score_file
-from deskpilot.cli.audit_cmds import open_for_append
 from deskpilot.cli.common import (
     EXIT_FAILED,
     LabelColumnOpt,
     TextColumnOpt,
-    build_redactor,
-    build_registry,
+    render_report,
     reported_errors,
+    say_audited,
     state,
 )
-from deskpilot.cli.data_cmds import render_report
-from deskpilot.cli.demo_serve import demo_key, serve_demo
-from deskpilot.cli.eval_cmds import resolve_suite
-from deskpilot.cli.snapshot_cmds import load_and_validate, split_summary, store_snapshot
-from deskpilot.cli.train_cmds import CODE_DIR, audit_training
-from deskpilot.config import Settings
-from deskpilot.data.snapshots import Snapshot
-from deskpilot.domain import ModelRef
-from deskpilot.errors import ModelNotFoundError
-from deskpilot.evaluation.policy import load_policy
-from deskpilot.registry.base import CHAMPION, ModelRegistry, ModelVersion
-from deskpilot.rollout.actions import promote, read_state
-from deskpilot.store.audit import default_actor
-from deskpilot.training.pipeline import train_and_register
+from deskpilot.cli.demo_serve import serve_demo
+from deskpilot.registry.base import CHAMPION
 from deskpilot.training.run import TrainingConfig
+from deskpilot.workflows.audit import open_audit
+from deskpilot.workflows.build import build_registry, load_policies
+from deskpilot.workflows.datasets import load_and_validate, split_summary, store_snapshot
+from deskpilot.workflows.demo import demo_key, find_trained, promote_best, score_samples
+from deskpilot.workflows.evaluation import resolve_suite
+from deskpilot.workflows.training import train_snapshot
 
 BUNDLED_DATA = Path("data/banking77/train.csv")
 DEMO_FAMILIES = ("tfidf", "embed")
-SAMPLE_MESSAGES = [
-    "I ordered a card two weeks ago and it still hasn't come, my email is sam@example.com",
-    "Someone has stolen my card, block it please!",
-    "How much does it cost to top up with a card?",
-    "What is the weather like in Lisbon tomorrow?",
-]
 
 
 def demo(
@@ -74,12 +58,12 @@ def demo(
     say = typer.echo
     with reported_errors():
         say(f"[1/{steps}] validate {data}")
-        table, report = load_and_validate(settings, data, text_column=text_column, label_column=label_column)
-        say(render_report(report))
-        if not report.ok:
+        checked = load_and_validate(settings, data, text_column=text_column, label_column=label_column)
+        say(render_report(checked.report))
+        if not checked.report.ok:
             raise typer.Exit(EXIT_FAILED)
         say(f"[2/{steps}] snapshot (PII redacted, content-addressed) and split (seed {seed})")
-        snapshot = store_snapshot(settings, table, report)
+        snapshot = store_snapshot(settings, checked)
         summary = split_summary(snapshot, seed=seed, validation_fraction=0.2)
         say(f"  snapshot {snapshot.digest[:12]} at {snapshot.path}")
         say(
@@ -87,25 +71,25 @@ def demo(
             f"{summary['validation_labels']} labels; texts shared between splits: "
             f"{summary['leakage']['overlapping_texts']}"
         )
-        registry = build_registry(settings)
-        policy, suite = load_policy(None), resolve_suite(data, None)
+        registry, audit = build_registry(settings), open_audit(settings)
+        policy, suite = load_policies(None).gate, resolve_suite(data, None)
         for step, family in enumerate(chosen, start=3):
-            existing = _trained(registry, settings.model_name, snapshot, family, seed)
+            existing = find_trained(registry, settings.model_name, snapshot, family, seed)
             if existing is not None:
                 say(f"[{step}/{steps}] {family}: already trained on this data as {existing.uri}; skipped")
                 continue
             say(f"[{step}/{steps}] train, evaluate and gate {family}")
-            run = train_and_register(
+            run, receipts = train_snapshot(
+                settings,
                 snapshot,
                 TrainingConfig(family=family, seed=seed, cache_dir=settings.encoder_cache_dir),
-                registry,
-                name=settings.model_name,
-                code_dir=CODE_DIR,
                 policy=policy,
                 suite=suite,
                 progress=lambda message: say(f"  · {message}"),
+                registry=registry,
+                audit=audit,
             )
-            audit_training(settings, run)
+            say_audited(receipts)
             m = run.result.metrics
             say(
                 f"  {run.version.uri}: accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.2%}, "
@@ -115,73 +99,21 @@ def demo(
             )
         step = 3 + len(chosen)
         say(f"[{step}/{steps}] promote the best version that passed its gate")
-        best = _promote_best(settings, registry, snapshot)
+        best = promote_best(settings, registry, snapshot, audit)
         say(
             f"  {settings.model_name}@{CHAMPION} = {best.uri} ({best.family}, validation accuracy "
             f"{best.metrics.get('val_accuracy', float('nan')):.2%})"
         )
         say(f"[{step + 1}/{steps}] score sample messages with {best.uri} (batch scoring)")
-        _score_samples(registry, best)
+        for sample in score_samples(registry, best):
+            say(f"  {sample.route:<5} {sample.intent:<28} {sample.confidence:.2f}  {sample.text}")
         say(
             f"[{step + 2}/{steps}] model card and report stored with {best.uri}: "
             f"`deskpilot models card {best.uri}`"
         )
-        key = demo_key(settings)
+        key = demo_key(settings, audit)
     if not serve:
         say("demo complete: `deskpilot models list` shows the registry; `deskpilot serve` starts the API")
         return
     say(f"[{steps}/{steps}] serve the triage API on {host}:{port}")
     serve_demo(settings, host=host, port=port, key=key)
-
-
-def _trained(
-    registry: ModelRegistry, name: str, snapshot: Snapshot, family: str, seed: int
-) -> ModelVersion | None:
-    for version in registry.versions(name):
-        tags = version.tags
-        if (
-            tags.get("deskpilot.dataset_digest") == snapshot.digest
-            and version.family == family
-            and tags.get("deskpilot.seed") == str(seed)
-        ):
-            return version
-    return None
-
-
-def _promote_best(settings: Settings, registry: ModelRegistry, snapshot: Snapshot) -> ModelVersion:
-    name = settings.model_name
-    passed = [
-        v
-        for v in registry.versions(name)
-        if v.tags.get("deskpilot.dataset_digest") == snapshot.digest
-        and v.tags.get("deskpilot.gate") == "pass"
-    ]
-    if not passed:
-        raise ModelNotFoundError(
-            "no version trained on this data passed its gate; see `deskpilot models list`"
-        )
-    best = max(passed, key=lambda v: (v.metrics.get("val_accuracy", 0.0), int(v.version)))
-    if read_state(registry, name).champion != best.version:
-        promote(
-            registry,
-            open_for_append(settings),
-            ModelRef(name, version=best.version),
-            to="champion",
-            percent=None,
-            actor=default_actor(),
-            reason="deskpilot demo: best validation accuracy among versions that passed their gate",
-        )
-    return registry.get(ModelRef(name, version=best.version))
-
-
-def _score_samples(registry: ModelRegistry, version: ModelVersion) -> None:
-    model = registry.load(ModelRef(version.name, version=version.version))
-    redactor = build_redactor(None)
-    with tempfile.TemporaryDirectory() as tmp:
-        source, scored = Path(tmp) / "inbox.csv", Path(tmp) / "scored.csv"
-        pd.DataFrame({"id": range(1, len(SAMPLE_MESSAGES) + 1), "text": SAMPLE_MESSAGES}).to_csv(
-            source, index=False
-        )
-        score_file(model, source, scored, redact=lambda texts: [redactor.redact(t) for t in texts])
-        for row in pd.read_csv(scored).itertuples():
-            typer.echo(f"  {row.route:<5} {row.intent:<28} {row.confidence:.2f}  {row.text}")

@@ -11,24 +11,8 @@ import urllib.request
 import typer
 
 from deskpilot.config import Settings
-from deskpilot.service.keys import KeyRing, create_key
 
-DEMO_TENANT = "demo"
-DEMO_KEY_FILE = "demo-key"
 CHECK_TEXT = "My card still hasn't arrived, what should I do?"
-
-
-def demo_key(settings: Settings) -> str:
-    """The demo tenant's key: reused while it still authenticates, else created (and kept, mode 0600)."""
-    path = settings.home / DEMO_KEY_FILE
-    if path.is_file():
-        key = path.read_text().strip()
-        if KeyRing(settings.keys_file).authenticate(key) is not None:
-            return key
-    key, _ = create_key(settings.keys_file, DEMO_TENANT, label="created by deskpilot demo")
-    path.write_text(key + "\n")
-    path.chmod(0o600)
-    return key
 
 
 def curl_example(url: str, key: str) -> str:

@@ -1,9 +1,10 @@
 """``deskpilot keys create|list|revoke``: API keys in the keys file the server re-reads without a restart.
 
 Creating and revoking a key are appended to the audit log (key id, tenant and label; never the key or its
-hash). A store that cannot be reached only warns, so that keys can be managed, above all revoked, during a
-database outage; a store whose schema is behind refuses a ``create`` before the key exists, and fails a
-``revoke`` after the key is revoked (exit 1, saying so).
+hash) by :mod:`deskpilot.workflows.keys`. While the store cannot be reached, the entry is queued and the
+command warns, so that keys can be managed, above all revoked, during a database outage; a store whose
+schema is behind refuses a ``create`` before the key exists, and fails a ``revoke`` after the key is revoked
+(exit 1, saying so).
 """
 
 from __future__ import annotations
@@ -12,19 +13,9 @@ from typing import Annotated
 
 import typer
 
-from deskpilot.cli import audit_cmds
-from deskpilot.cli.common import EXIT_FAILED, JsonOpt, emit_json, reported_errors, state
-from deskpilot.config import Settings
-from deskpilot.errors import UsageError
-from deskpilot.service.keys import (
-    KeyRecord,
-    config_key_records,
-    create_key,
-    list_keys,
-    revoke_key,
-    validate_tenant,
-)
-from deskpilot.store.audit import KEY_CREATE, KEY_REVOKE
+from deskpilot.cli.common import EXIT_FAILED, JsonOpt, emit_json, reported_errors, say_audited, state
+from deskpilot.service.keys import KeyRecord
+from deskpilot.workflows import keys
 
 app = typer.Typer(help="Manage the API keys that map requests to tenants.", no_args_is_help=True)
 
@@ -40,9 +31,8 @@ def create(
     """Create a key for a tenant and print it once; only a hash of it is stored."""
     settings = state(ctx).settings
     with reported_errors(as_json=json_output):
-        validate_tenant(tenant)
-        audit_cmds.check_writable(settings)
-        raw_key, record = create_key(settings.keys_file, tenant, label=label)
+        created = keys.create(settings, tenant, label=label, reason=reason)
+    raw_key, record = created.raw_key, created.record
     if json_output:
         emit_json({"key": raw_key, **record.public()})
     else:
@@ -52,8 +42,7 @@ def create(
         f"(key id {record.key_id}, tenant {record.tenant})",
         err=True,
     )
-    if not _audit(settings, KEY_CREATE, record, reason):
-        raise typer.Exit(EXIT_FAILED)
+    say_audited([created.audit])
 
 
 @app.command("list")
@@ -65,8 +54,7 @@ def list_command(
     """List keys (file and configuration) by id, tenant, label and status; secrets are never shown."""
     settings = state(ctx).settings
     with reported_errors(as_json=json_output):
-        records = config_key_records(settings.api_keys) + list_keys(settings.keys_file)
-    records = [r for r in records if tenant is None or r.tenant == tenant]
+        records = keys.listing(settings, tenant=tenant)
     if json_output:
         emit_json([r.public() for r in records])
         return
@@ -90,18 +78,14 @@ def revoke(
     """Revoke a key; a running server stops accepting it within about a second."""
     settings = state(ctx).settings
     with reported_errors():
-        configured = {r.key_id for r in config_key_records(settings.api_keys)}
-        if key_id in configured:
-            raise UsageError(f"key {key_id} comes from DESKPILOT_API_KEYS: remove it from the configuration")
-        record = revoke_key(settings.keys_file, key_id)
+        revoked = keys.revoke(settings, key_id, reason=reason)
+    record = revoked.record
     typer.echo(f"revoked key {record.key_id} (tenant {record.tenant})")
-    if not _audit(settings, KEY_REVOKE, record, reason):
+    if revoked.audit is not None:
+        say_audited([revoked.audit])
+    if revoked.audit_error is not None:
+        typer.echo(f"error: {revoked.audit_error.message}", err=True)
         raise typer.Exit(EXIT_FAILED)
-
-
-def _audit(settings: Settings, action: str, record: KeyRecord, reason: str) -> bool:
-    payload = {"key_id": record.key_id, "tenant": record.tenant, "label": record.label}
-    return audit_cmds.record(settings, action, f"{record.tenant}/{record.key_id}", reason, payload)
 
 
 def _status(record: KeyRecord) -> str:

@@ -6,9 +6,11 @@ from typing import Annotated
 
 import typer
 
-from deskpilot.cli.common import JsonOpt, build_registry, emit_json, parse_model_uri, reported_errors, state
+from deskpilot import tags
+from deskpilot.cli.common import JsonOpt, emit_json, reported_errors, state
 from deskpilot.errors import ModelNotFoundError
 from deskpilot.registry.base import MODEL_CARD, REPORT_MD, ModelVersion
+from deskpilot.workflows.build import build_registry, parse_model_uri
 
 app = typer.Typer(help="Inspect registered models.", no_args_is_help=True)
 
@@ -19,12 +21,12 @@ def _summary(version: ModelVersion) -> dict[str, object]:
         "family": version.family,
         "aliases": list(version.aliases),
         "created_at": version.created_at,
-        "dataset_digest": version.tags.get("deskpilot.dataset_digest"),
-        "threshold": version.tags.get("deskpilot.threshold"),
+        "dataset_digest": version.tags.get(tags.DATASET_DIGEST),
+        "threshold": version.tags.get(tags.THRESHOLD),
         "val_accuracy": version.metrics.get("val_accuracy"),
         "val_macro_f1": version.metrics.get("val_macro_f1"),
         "val_auto_coverage": version.metrics.get("val_auto_coverage"),
-        "gate": version.tags.get("deskpilot.gate"),
+        "gate": version.tags.get(tags.GATE),
     }
 
 
@@ -48,7 +50,7 @@ def list_models(
         acc, f1, auto = (v.metrics.get(k) for k in ("val_accuracy", "val_macro_f1", "val_auto_coverage"))
         typer.echo(
             f"{v.uri:<34} {v.family:<9} {_pct(acc):>7} {_pct(f1):>7} {_pct(auto):>7}  "
-            f"{v.tags.get('deskpilot.dataset_digest', '?')[:12]:<12}  {','.join(v.aliases)}"
+            f"{v.tags.get(tags.DATASET_DIGEST, '?')[:12]:<12}  {','.join(v.aliases)}"
         )
 
 
@@ -69,21 +71,21 @@ def show(
     typer.echo(f"{version.uri}  ({version.family})")
     typer.echo(f"  aliases     {', '.join(version.aliases) or '-'}")
     typer.echo(f"  created     {version.created_at}   run {version.run_id or '-'}")
-    typer.echo(f"  data        snapshot {version.tags.get('deskpilot.dataset_digest', '?')}")
-    source, seed = version.tags.get("deskpilot.source_file", "?"), version.tags.get("deskpilot.seed", "?")
+    typer.echo(f"  data        snapshot {version.tags.get(tags.DATASET_DIGEST, '?')}")
+    source, seed = version.tags.get(tags.SOURCE_FILE, "?"), version.tags.get(tags.SEED, "?")
     typer.echo(f"              from {source}, seed {seed}")
     typer.echo(
-        f"  routing     auto when confidence ≥ {version.tags.get('deskpilot.threshold', '?')} "
-        f"(target precision {version.tags.get('deskpilot.target_precision', '?')})"
+        f"  routing     auto when confidence ≥ {version.tags.get(tags.THRESHOLD, '?')} "
+        f"(target precision {version.tags.get(tags.TARGET_PRECISION, '?')})"
     )
-    commit = version.tags.get("deskpilot.git_commit", "?")
+    commit = version.tags.get(tags.GIT_COMMIT, "?")
     short = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
-    typer.echo(f"  code        deskpilot {version.tags.get('deskpilot.version', '?')} @ {short}")
-    gate = version.tags.get("deskpilot.gate")
+    typer.echo(f"  code        deskpilot {version.tags.get(tags.VERSION, '?')} @ {short}")
+    gate = version.tags.get(tags.GATE)
     if gate is not None:
         typer.echo(
-            f"  gate        {gate.upper()} vs {version.tags.get('deskpilot.gate_champion', '?')}: "
-            f"{version.tags.get('deskpilot.gate_reason', '')}"
+            f"  gate        {gate.upper()} vs {version.tags.get(tags.GATE_CHAMPION, '?')}: "
+            f"{version.tags.get(tags.GATE_REASON, '')}"
         )
     typer.echo("  validation")
     for key in sorted(version.metrics):

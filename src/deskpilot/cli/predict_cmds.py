@@ -8,19 +8,9 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from deskpilot.batch.predict import DEFAULT_BATCH_ROWS, score_file
-from deskpilot.cli.common import (
-    JsonOpt,
-    PiiPatternOpt,
-    TextColumnOpt,
-    build_redactor,
-    build_registry,
-    emit_json,
-    parse_model_uri,
-    reported_errors,
-    state,
-)
-from deskpilot.data.io import count_rows
+from deskpilot.batch.predict import DEFAULT_BATCH_ROWS
+from deskpilot.cli.common import JsonOpt, PiiPatternOpt, TextColumnOpt, emit_json, reported_errors, state
+from deskpilot.workflows.scoring import BatchJob, score_batch
 
 
 def predict(
@@ -44,30 +34,25 @@ def predict(
 ) -> None:
     """Score INPUT with MODEL into OUTPUT: intent, confidence, route and alternatives per row."""
     settings = state(ctx).settings
-    with reported_errors(as_json=json_output):
-        ref = parse_model_uri(model)
-        total = count_rows(input_path)
-        triage = build_registry(settings).load(ref)
-        redactor = build_redactor(pii_pattern)
-        with Progress(
+    job = BatchJob(model, input_path, output_path, text_column, id_column, batch_size, pii_pattern)
+    with (
+        reported_errors(as_json=json_output),
+        Progress(
             TextColumn("scoring"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
             transient=True,
             disable=json_output,
-        ) as bar:
-            task = bar.add_task("score", total=total)
-            summary = score_file(
-                triage,
-                input_path,
-                output_path,
-                text_column=text_column,
-                id_column=id_column,
-                redact=lambda texts: [redactor.redact(t) for t in texts],
-                batch_rows=batch_size,
-                on_rows=lambda n: bar.advance(task, n),
-            )
+        ) as bar,
+    ):
+        task = bar.add_task("score", total=None)
+        summary = score_batch(
+            settings,
+            job,
+            on_total=lambda total: bar.update(task, total=total),
+            on_rows=lambda n: bar.advance(task, n),
+        )
     result = {
         "ok": True,
         "model": model,

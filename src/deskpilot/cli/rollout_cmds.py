@@ -1,7 +1,7 @@
 """``deskpilot promote``, ``rollback``, ``rollout status`` and ``rollout report``: safe rollout by hand, and
 the shadow agreement report.
 
-Every change goes through :mod:`deskpilot.rollout.actions`, so it is checked (gate passed, or forced with a
+Every change goes through :mod:`deskpilot.workflows.rollout`, so it is checked (gate passed, or forced with a
 reason), written once to the registry for every replica, and appended to the audit chain. The report reads
 the shadow log from the store, so it works from any machine that reaches the database.
 """
@@ -10,27 +10,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from deskpilot.cli.audit_cmds import existing_store_url, open_for_append, open_for_reading
-from deskpilot.cli.common import JsonOpt, build_registry, emit_json, parse_model_uri, reported_errors, state
-from deskpilot.config import Settings
-from deskpilot.domain import ModelRef
-from deskpilot.errors import DeskPilotError, NoShadowDataError, StoreError, UsageError
-from deskpilot.rollout.actions import promote as promote_version
-from deskpilot.rollout.actions import read_state
-from deskpilot.rollout.actions import rollback as roll_back
-from deskpilot.rollout.render import headline_lines, write_report
-from deskpilot.rollout.report import MIN_COUNT, build_report
-from deskpilot.rollout.state import RolloutState
-from deskpilot.store.audit import PROMOTE, default_actor
-from deskpilot.store.sql import SqlStore
+from deskpilot.cli.common import JsonOpt, emit_json, reported_errors, say_audited, state
+from deskpilot.errors import UsageError
+from deskpilot.rollout.render import headline_lines
+from deskpilot.rollout.report import MIN_COUNT
+from deskpilot.workflows import rollout
+from deskpilot.workflows.audit import open_audit
+from deskpilot.workflows.rollout import STAGES, RolloutView
 
 app = typer.Typer(help="Inspect the rollout of the champion and its challenger.", no_args_is_help=True)
 NameOpt = Annotated[str | None, typer.Option("--name", help="Registered model [default: from settings].")]
-PROMOTIONS = (PROMOTE, "force_promote")  # the audit actions of deskpilot.rollout.actions.promote
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why, for the audit log.")]
 
 
@@ -49,23 +42,21 @@ def promote(
 ) -> None:
     """Put a gated version in shadow, in canary at --percent, or make it the champion."""
     settings = state(ctx).settings
-    if to not in {"shadow", "canary", "champion"}:
+    if to not in STAGES:
         raise typer.BadParameter("--to must be shadow, canary or champion")
+    audit = open_audit(settings)
     with reported_errors(as_json=json_output):
-        ref = parse_model_uri(model_uri)
-        registry = build_registry(settings)
-        audit = open_for_append(settings)
-        new = promote_version(
-            registry,
-            audit,
-            ref,
+        view = rollout.promote(
+            settings,
+            model_uri,
             to=to,
             percent=percent,
-            actor=default_actor(),
-            reason=reason or f"promoted to {to} from the CLI",
             force=force,
+            reason=reason or f"promoted to {to} from the CLI",
+            audit=audit,
         )
-    _report(new, ModelRef.parse(model_uri).name, json_output)
+    say_audited(audit.receipts)
+    _report(view, json_output)
 
 
 def rollback(
@@ -76,27 +67,24 @@ def rollback(
 ) -> None:
     """One step back: stop the challenger, or (with none) return to the previous champion."""
     settings = state(ctx).settings
-    model = name or settings.model_name
+    audit = open_audit(settings)
     with reported_errors(as_json=json_output):
-        new = roll_back(
-            build_registry(settings), open_for_append(settings), model, actor=default_actor(), reason=reason
-        )
-    _report(new, model, json_output)
+        view = rollout.rollback(settings, model=name, reason=reason, audit=audit)
+    say_audited(audit.receipts)
+    _report(view, json_output)
 
 
 @app.command("status")
 def status(ctx: typer.Context, name: NameOpt = None, json_output: JsonOpt = False) -> None:
     """The champion, the challenger and its stage, earlier champions, and the last rollout events."""
     settings = state(ctx).settings
-    model = name or settings.model_name
     with reported_errors(as_json=json_output):
-        current = read_state(build_registry(settings), model)
-        events = _recent_events(settings, model)
+        current = rollout.status(settings, model=name)
     if json_output:
-        emit_json({**_as_dict(current, model), "events": events})
+        emit_json({**current.view.to_dict(), "events": current.events})
         return
-    typer.echo(_render(current, model))
-    for event in events:
+    typer.echo(_render(current.view))
+    for event in current.events:
         who = f"{event['actor']:<18} {event['action']:<14}"
         typer.echo(f"  {event['at']}  {who} {event['target']}  {event['reason']}")
 
@@ -127,27 +115,11 @@ def report(
 ) -> None:
     """Shadow agreement of a challenger with the champion on the same requests, from the shadow log."""
     settings = state(ctx).settings
-    model = name or settings.model_name
     with reported_errors(as_json=json_output):
-        cutoff = _parse_since(since)
-        challenger = version or _last_challenger(settings, model)
-        store = SqlStore(existing_store_url(settings, "nothing was served here yet"))
-        try:
-            pairs = store.shadow_comparison(model, challenger, cutoff)
-        finally:
-            store.close()
-        target = ModelRef(model, version=challenger).uri
-        if not pairs:
-            when = f" since {cutoff.isoformat()}" if cutoff is not None else ""
-            raise NoShadowDataError(
-                f"nothing to report: no shadow answers of {target}{when} next to a logged champion decision; "
-                f"put it in shadow (`deskpilot promote {target} --to shadow`) and serve traffic",
-                details={"model": target, "since": None if cutoff is None else cutoff.isoformat()},
-            )
-        shadow = build_report(
-            pairs, model_name=model, challenger_version=challenger, since=cutoff, min_count=min_count
+        outcome = rollout.shadow_report(
+            settings, model=name, version=version, since=_parse_since(since), out=out, min_count=min_count
         )
-        files = write_report(out, shadow) if out is not None else None
+    shadow, files = outcome.report, outcome.files
     if json_output:
         written = None if files is None else {"html": str(files[0]), "markdown": str(files[1])}
         emit_json({"ok": True, **shadow.to_dict(), "files": written})
@@ -168,72 +140,8 @@ def _parse_since(text: str | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _last_challenger(settings: Settings, model: str) -> str:
-    """The current challenger; else the version last promoted to shadow or canary, from the audit log."""
-    try:
-        current = read_state(build_registry(settings), model).challenger
-    except DeskPilotError:
-        current = None  # no registry here: the audit log (in the store) may still know
-    if current is not None:
-        return current
-    prefix = f"models:/{model}/"
-    try:
-        log = open_for_reading(settings)
-        try:
-            entries = log.entries()
-        finally:
-            log.close()
-    except StoreError:
-        entries = []
-    for entry in reversed(entries):
-        staged = entry.payload.get("to") in ("shadow", "canary")
-        if entry.action in PROMOTIONS and staged and entry.target.startswith(prefix):
-            return entry.target.removeprefix(prefix)
-    raise NoShadowDataError(
-        f"nothing to report: {model} has no challenger and the audit log records none; pass --version",
-        details={"model": model},
-    )
-
-
-def _recent_events(settings: Any, model: str, limit: int = 10) -> list[dict[str, Any]]:
-    try:
-        entries = open_for_reading(settings).entries()
-    except StoreError:
-        return []  # no store yet: nothing was promoted through rollout
-    prefix = f"models:/{model}/"
-    mine = [e for e in entries if e.target.startswith(prefix)]
-    return [
-        {
-            "seq": e.seq,
-            "at": e.at.isoformat(timespec="seconds"),
-            "actor": e.actor,
-            "action": e.action,
-            "target": e.target,
-            "reason": e.reason,
-        }
-        for e in mine[-limit:]
-    ]
-
-
-def _as_dict(current: RolloutState, model: str) -> dict[str, Any]:
-    def uri(version: str | None) -> str | None:
-        return None if version is None else ModelRef(model, version=version).uri
-
-    return {
-        "champion": uri(current.champion),
-        "challenger": uri(current.challenger),
-        "stage": str(current.stage),
-        "percent": current.percent,
-        "previous_champions": [uri(v) for v in current.history],
-        "revision": current.revision,
-        "updated_at": current.updated_at,
-        "updated_by": current.updated_by,
-        "reason": current.reason,
-    }
-
-
-def _render(current: RolloutState, model: str) -> str:
-    info = _as_dict(current, model)
+def _render(view: RolloutView) -> str:
+    current, info = view.state, view.to_dict()
     challenger = "none"
     if info["challenger"]:
         share = f" at {current.percent:g}%" if current.stage.value == "canary" else ""
@@ -248,8 +156,8 @@ def _render(current: RolloutState, model: str) -> str:
     return "\n".join(lines)
 
 
-def _report(new: RolloutState, model: str, json_output: bool) -> None:
+def _report(view: RolloutView, json_output: bool) -> None:
     if json_output:
-        emit_json({"ok": True, **_as_dict(new, model)})
+        emit_json({"ok": True, **view.to_dict()})
     else:
-        typer.echo(_render(new, model))
+        typer.echo(_render(view))

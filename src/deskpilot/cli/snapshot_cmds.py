@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -16,17 +15,13 @@ from deskpilot.cli.common import (
     MinPerClassOpt,
     PiiPatternOpt,
     TextColumnOpt,
-    build_contract,
-    build_redactor,
     emit_json,
     reported_errors,
     state,
 )
-from deskpilot.config import Settings
-from deskpilot.data.contracts import ValidationReport, validate_table
-from deskpilot.data.io import RawTable, read_table
-from deskpilot.data.snapshots import LABEL, TEXT, Snapshot, SnapshotStore
-from deskpilot.data.splits import DEFAULT_VALIDATION_FRACTION, find_leakage, split_frame
+from deskpilot.data.snapshots import SnapshotStore
+from deskpilot.data.splits import DEFAULT_VALIDATION_FRACTION
+from deskpilot.workflows.datasets import load_and_validate, split_summary, store_snapshot
 
 app = typer.Typer(help="Create and inspect dataset snapshots.", no_args_is_help=True)
 
@@ -34,51 +29,6 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the train/validati
 FractionOpt = Annotated[
     float, typer.Option("--validation-fraction", min=0.01, max=0.99, help="Share of each label held out.")
 ]
-
-
-def load_and_validate(
-    settings: Settings,
-    data: Path,
-    *,
-    text_column: str,
-    label_column: str,
-    max_text_length: int | None = None,
-    min_per_class: int | None = None,
-    labels_file: Path | None = None,
-) -> tuple[RawTable, ValidationReport]:
-    """Read DATA and check it against the contract built from the options and settings."""
-    contract = build_contract(
-        settings,
-        text_column=text_column,
-        label_column=label_column,
-        max_text_length=max_text_length,
-        min_per_class=min_per_class,
-        labels_file=labels_file,
-    )
-    table = read_table(data)
-    return table, validate_table(table, contract)
-
-
-def store_snapshot(
-    settings: Settings,
-    table: RawTable,
-    report: ValidationReport,
-    *,
-    pii_patterns: list[str] | None = None,
-    drop_invalid: bool = False,
-) -> Snapshot:
-    """Redact and store a validated table; shared by ``snapshot create`` and the demo."""
-    store = SnapshotStore(settings.snapshot_dir)
-    return store.create(table, report, build_redactor(pii_patterns), drop_invalid=drop_invalid)
-
-
-def split_summary(snapshot: Snapshot, *, seed: int, validation_fraction: float) -> dict[str, Any]:
-    """The split of a snapshot and its leakage check, as a printable mapping."""
-    frame = snapshot.frame
-    split = split_frame(frame, digest=snapshot.digest, seed=seed, validation_fraction=validation_fraction)
-    leakage = find_leakage(frame[TEXT].iloc[split.train], frame[TEXT].iloc[split.validation])
-    validation_labels = frame[LABEL].iloc[split.validation].nunique()
-    return {**split.summary(), "validation_labels": int(validation_labels), "leakage": leakage.to_dict()}
 
 
 @app.command("create")
@@ -99,7 +49,7 @@ def create(
     """Validate and redact DATA, then store it as an immutable snapshot; prints the digest."""
     settings = state(ctx).settings
     with reported_errors(as_json=json_output):
-        table, report = load_and_validate(
+        checked = load_and_validate(
             settings,
             data,
             text_column=text_column,
@@ -108,9 +58,7 @@ def create(
             min_per_class=min_per_class,
             labels_file=labels,
         )
-        snapshot = store_snapshot(
-            settings, table, report, pii_patterns=pii_pattern, drop_invalid=drop_invalid
-        )
+        snapshot = store_snapshot(settings, checked, pii_patterns=pii_pattern, drop_invalid=drop_invalid)
     meta = snapshot.metadata
     if json_output:
         emit_json({"ok": True, "path": str(snapshot.path), **meta.to_dict()})

@@ -1,4 +1,5 @@
-"""``deskpilot train``: validate → redact → snapshot → split → fit → calibrate → thresholds → register."""
+"""``deskpilot train``: validate → redact → snapshot → split → fit → calibrate → thresholds → gate →
+register → audit, all in :func:`deskpilot.workflows.training.train`."""
 
 from __future__ import annotations
 
@@ -8,30 +9,21 @@ from typing import Annotated, Any
 
 import typer
 
-from deskpilot.cli import audit_cmds
 from deskpilot.cli.common import (
-    EXIT_FAILED,
     JsonOpt,
     LabelColumnOpt,
     PiiPatternOpt,
+    SuiteOpt,
     TextColumnOpt,
-    build_registry,
     emit_json,
     reported_errors,
+    say_audited,
     state,
 )
-from deskpilot.cli.data_cmds import render_report
-from deskpilot.cli.eval_cmds import SuiteOpt, audit_gate, resolve_suite
-from deskpilot.cli.snapshot_cmds import load_and_validate, store_snapshot
-from deskpilot.config import Settings
 from deskpilot.errors import UsageError
-from deskpilot.evaluation.policy import load_policy
 from deskpilot.models.families import FAMILIES
-from deskpilot.store.audit import PROMOTE
-from deskpilot.training.pipeline import RegisteredRun, train_and_register
-from deskpilot.training.run import TrainingConfig
-
-CODE_DIR = Path(__file__).resolve().parents[3]
+from deskpilot.workflows.training import TrainRequest
+from deskpilot.workflows.training import train as train_model
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
@@ -46,19 +38,6 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key.strip()] = raw
     return params
-
-
-def audit_training(settings: Settings, run: RegisteredRun) -> None:
-    """The gate decision, and the promotion of a first version to champion, go in the audit chain."""
-    audit_gate(settings, run.version.uri, run.decision)
-    if run.became_champion:
-        audit_cmds.record(
-            settings,
-            PROMOTE,
-            run.version.uri,
-            "first version to pass its gate becomes the champion",
-            {"to": "champion", "gate": run.decision.outcome},
-        )
 
 
 def train(
@@ -96,38 +75,24 @@ def train(
             typer.echo(f"· {message}", err=True)
 
     with reported_errors(as_json=json_output):
-        if model not in FAMILIES:
-            raise UsageError(f"unknown model family {model!r}; choose one of {', '.join(FAMILIES)}")
-        config = TrainingConfig(
+        request = TrainRequest(
+            data=data,
             family=model,
+            text_column=text_column,
+            label_column=label_column,
             seed=seed,
+            name=name,
             validation_fraction=validation_fraction,
-            target_precision=target_precision or settings.target_precision,
+            target_precision=target_precision,
             params=parse_params(param),
-            cache_dir=settings.encoder_cache_dir,
+            policy_file=policy,
+            suite_file=suite,
+            pii_patterns=pii_pattern,
+            drop_invalid=drop_invalid,
         )
-        rules = load_policy(policy)
-        behavioral = resolve_suite(data, suite)
-        say(f"validate {data}")
-        table, report = load_and_validate(settings, data, text_column=text_column, label_column=label_column)
-        if not report.ok and not drop_invalid:
-            typer.echo(render_report(report), err=True)
-            raise typer.Exit(EXIT_FAILED)
-        snapshot = store_snapshot(
-            settings, table, report, pii_patterns=pii_pattern, drop_invalid=drop_invalid
-        )
-        say(f"snapshot {snapshot.digest[:12]} ({snapshot.metadata.rows:,} rows, PII redacted)")
-        run = train_and_register(
-            snapshot,
-            config,
-            build_registry(settings),
-            name=name or settings.model_name,
-            code_dir=CODE_DIR,
-            policy=rules,
-            suite=behavioral,
-            progress=say,
-        )
-    audit_training(settings, run)
+        outcome = train_model(settings, request, progress=say)
+    say_audited(outcome.audit)
+    run, snapshot, config = outcome.run, outcome.snapshot, outcome.config
     metrics = run.result.metrics
     routing = run.result.model.manifest.routing
     if json_output:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from deskpilot import tags
 from deskpilot.evaluation.bootstrap import ModelOutcome, OutcomeCells
 from deskpilot.evaluation.evaluate import Evaluation, json_safe
 from deskpilot.evaluation.policy import Limit, Policy, RelativeRule
@@ -70,10 +71,10 @@ class GateDecision:
     def tags(self) -> dict[str, str]:
         """The registry tags that record this decision on the version it judged."""
         return {
-            "deskpilot.gate": self.outcome,
-            "deskpilot.gate_policy": self.policy,
-            "deskpilot.gate_reason": self.reason()[:4000],
-            "deskpilot.gate_champion": (self.champion or {}).get("uri") or "none",
+            tags.GATE: self.outcome,
+            tags.GATE_POLICY: self.policy,
+            tags.GATE_REASON: self.reason()[:4000],
+            tags.GATE_CHAMPION: (self.champion or {}).get("uri") or "none",
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ relative:                   # not significantly worse than the champion by more 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -63,16 +63,6 @@ _TOP_LEVEL = frozenset(
         "rollout",
     }
 )
-_ROLLOUT_NUMBERS = {
-    "window_s": 1.0,
-    "max_error_rate": 0.0,
-    "max_p99_ms": 0.0,
-    "max_disagreement": 0.0,
-    "feedback_max_drop": 0.0,
-    "alpha": 0.0,
-    "hold_s": 0.0,
-}
-_ROLLOUT_COUNTS = {"min_requests": 1, "feedback_min_samples": 1}
 DEFAULT_POLICY_RESOURCE = "default_policy.yaml"
 
 
@@ -91,20 +81,6 @@ class RelativeRule:
 
 
 @dataclass(frozen=True)
-class RolloutRules:
-    window_s: float = 60.0
-    min_requests: int = 30
-    max_error_rate: float = 0.05
-    max_p99_ms: float = 500.0
-    max_disagreement: float = 0.5
-    feedback_max_drop: float = 0.05
-    feedback_min_samples: int = 30
-    alpha: float = 0.05
-    ramp: tuple[float, ...] = field(default_factory=tuple)
-    hold_s: float = 300.0
-
-
-@dataclass(frozen=True)
 class Policy:
     source: str
     floors: tuple[Limit, ...] = ()
@@ -116,21 +92,29 @@ class Policy:
     require_improvement: bool = False
     on_missing_champion: str = "pass"
     per_class_min_support: int = 10
-    rollout: RolloutRules = field(default_factory=RolloutRules)
 
 
 def load_policy(path: Path | None = None) -> Policy:
     """The policy at ``path``, or the packaged default; any mistake is a :class:`PolicyError` with a line."""
+    text, source = read_policy_text(path)
+    return parse_policy(text, source=source)
+
+
+def read_policy_text(path: Path | None) -> tuple[str, str]:
+    """The policy file's text and the name its errors use (the packaged default when ``path`` is None).
+
+    The file has two readers: the gate sections here, the ``rollout`` section in
+    :mod:`deskpilot.rollout.rules`.
+    """
     if path is None:
         text = resources.files("deskpilot.evaluation").joinpath(DEFAULT_POLICY_RESOURCE).read_text()
-        return parse_policy(text, source=f"<default {DEFAULT_POLICY_RESOURCE}>")
+        return text, f"<default {DEFAULT_POLICY_RESOURCE}>"
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8"), str(path)
     except FileNotFoundError as exc:
         raise PolicyError(f"{path}: policy file not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"{path}: cannot read the policy: {exc}") from exc
-    return parse_policy(text, source=str(path))
 
 
 def parse_policy(text: str, *, source: str) -> Policy:
@@ -161,8 +145,6 @@ def parse_policy(text: str, *, source: str) -> Policy:
     floors = reader.limits(top.get("floors"), "floors", FLOOR_METRICS)
     ceilings = reader.limits(top.get("ceilings"), "ceilings", CEILING_METRICS)
     relative = reader.relative(top.get("relative"))
-    if "rollout" in top:
-        settings["rollout"] = reader.rollout(top["rollout"][1])
     return Policy(source=source, floors=floors, ceilings=ceilings, relative=relative, **settings)
 
 
@@ -202,24 +184,3 @@ class _PolicyReader(YamlReader):
                 max_drop = self.fraction(options["max_drop"][1], f"relative.{metric}.max_drop")
             rules.append(RelativeRule(metric, max_drop, self.line(key_node)))
         return tuple(rules)
-
-    def rollout(self, node: Node) -> RolloutRules:
-        allowed = {*_ROLLOUT_NUMBERS, *_ROLLOUT_COUNTS, "ramp"}
-        values: dict[str, Any] = {}
-        for key, value_node in self.mapping(node, "rollout", allowed=allowed).items():
-            if key in _ROLLOUT_COUNTS:
-                values[key] = self.integer(value_node, f"rollout.{key}", minimum=_ROLLOUT_COUNTS[key])
-            elif key == "ramp":
-                steps = [
-                    self.number(item, "rollout.ramp step")
-                    for item in self.sequence(value_node, "rollout.ramp")
-                ]
-                if any(not 0 < b <= 100 for b in steps) or steps != sorted(set(steps)):
-                    self.fail(value_node, "rollout.ramp must be increasing percentages in (0, 100]")
-                values[key] = tuple(steps)
-            else:
-                value = self.number(value_node, f"rollout.{key}")
-                if value < _ROLLOUT_NUMBERS[key]:
-                    self.fail(value_node, f"rollout.{key} must be at least {_ROLLOUT_NUMBERS[key]:g}")
-                values[key] = value
-        return RolloutRules(**values)

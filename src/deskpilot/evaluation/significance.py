@@ -1,20 +1,25 @@
-"""Significance tests for a challenger against the champion on the same examples.
+"""The statistics that evaluation and rollout share: tests of a challenger against the champion, and
+intervals of proportions. One module, so that a gate and a rollout rule never disagree on a formula.
 
 * McNemar's test compares two classifiers' accuracy using only the discordant pairs: ``b`` rows that only the
   champion gets right and ``c`` rows that only the challenger gets right. Exact binomial test when
   ``b + c < 25`` (the chi-square approximation is poor there), else chi-square with continuity correction.
 * Paired bootstrap p-values come from resampled differences ``challenger − champion`` (positive is better)
   computed on the same resampled rows for both models (:mod:`deskpilot.evaluation.bootstrap`).
+* The one-sided two-proportion z-test compares accuracies measured on *different* requests (canary feedback).
+* Wilson's score interval bounds a proportion (agreement, accuracy) where the normal one misbehaves near 0/1.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
 EXACT_BELOW = 25
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 
 
 @dataclass(frozen=True)
@@ -66,3 +71,29 @@ def p_better(differences: np.ndarray) -> float:
     """One-sided bootstrap p-value of "the challenger is better" (small when few resamples show ≤ 0)."""
     finite = differences[np.isfinite(differences)]
     return float((1 + np.count_nonzero(finite <= 0.0)) / (finite.size + 1))
+
+
+def proportion_drop_p_value(
+    baseline_successes: int, baseline_n: int, successes: int, n: int, tolerated_drop: float
+) -> float:
+    """One-sided two-proportion z-test of "the rate ``successes / n`` is below the baseline's by more than
+    ``tolerated_drop``" (pooled variance); small when the data say it is."""
+    if min(n, baseline_n) <= 0:
+        raise ValueError("both proportions need at least one observation")
+    p1, p0 = successes / n, baseline_successes / baseline_n
+    pooled = (successes + baseline_successes) / (n + baseline_n)
+    spread = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / n + 1 / baseline_n))
+    return float(stats.norm.sf((p0 - p1 - tolerated_drop) / spread))
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion; (0, 1) when there is nothing to estimate from."""
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in 0..{n}, got {successes}")
+    p = successes / n
+    z2 = z * z
+    center = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, center - half), min(1.0, center + half)

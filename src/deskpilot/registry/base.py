@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from deskpilot import tags
 from deskpilot.domain import ModelRef
 from deskpilot.models.artifact import TriageModel
 
@@ -40,7 +41,7 @@ class ModelVersion:
 
     @property
     def family(self) -> str:
-        return self.tags.get("deskpilot.family", "?")
+        return self.tags.get(tags.FAMILY, "?")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from deskpilot import tags
 from deskpilot.domain import ModelRef
 from deskpilot.errors import ModelNotFoundError
 from deskpilot.models.artifact import TriageModel
@@ -38,7 +39,7 @@ class InMemoryRegistry(ModelRegistry):
             name=name,
             version=version,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            tags={"deskpilot.family": model.manifest.family, **record.tags},
+            tags={tags.FAMILY: model.manifest.family, **record.tags},
             metrics=dict(record.metrics),
         )
         self._documents[(name, version)] = dict(record.documents)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from deskpilot import __version__
+from deskpilot import __version__, tags
 from deskpilot.domain import ModelRef
 from deskpilot.errors import ArtifactError, ModelNotFoundError, RegistryError
 from deskpilot.models.artifact import TriageModel
@@ -258,15 +258,15 @@ class MlflowRegistry(ModelRegistry):
 def _version_tags(model: TriageModel, record: RunRecord) -> dict[str, str]:
     manifest = model.manifest
     routing = manifest.routing
-    tags = {
-        "deskpilot.family": manifest.family,
-        "deskpilot.classes": str(len(manifest.classes)),
-        "deskpilot.threshold": "none" if routing.get("threshold") is None else f"{routing['threshold']:.6f}",
-        "deskpilot.target_precision": str(routing.get("target_precision")),
-        "deskpilot.auto_coverage": f"{routing.get('coverage', 0.0):.4f}",
+    found = {
+        tags.FAMILY: manifest.family,
+        tags.CLASSES: str(len(manifest.classes)),
+        tags.THRESHOLD: "none" if routing.get("threshold") is None else f"{routing['threshold']:.6f}",
+        tags.TARGET_PRECISION: str(routing.get("target_precision")),
+        tags.AUTO_COVERAGE: f"{routing.get('coverage', 0.0):.4f}",
     }
-    tags.update({k: v for k, v in record.tags.items() if k.startswith("deskpilot.")})
-    return tags
+    found.update({k: v for k, v in record.tags.items() if k.startswith("deskpilot.")})
+    return found
 
 
 def _fit_description(text: str) -> str:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from deskpilot import tags
 from deskpilot.domain import ModelRef
 from deskpilot.errors import RolloutConflictError, RolloutError, UsageError
 from deskpilot.registry.base import CHAMPION, ModelRegistry
-from deskpilot.rollout.state import HISTORY_LIMIT, STATE_TAG, RolloutState, Stage
+from deskpilot.rollout.state import HISTORY_LIMIT, RolloutState, Stage
+from deskpilot.store.audit import AuditAction
 
 
 class AuditTrail(Protocol):
-    """What rollout needs from the audit log (``deskpilot.store.audit``)."""
+    """Where rollout appends its entries (``deskpilot.workflows.audit.AuditRecorder``, or an ``AuditLog``)."""
 
     def append(
         self, actor: str, action: str, target: str, reason: str, payload: dict[str, Any]
@@ -25,7 +27,7 @@ class AuditTrail(Protocol):
 
 def read_state(registry: ModelRegistry, name: str) -> RolloutState:
     """The stored state, or (before the first promotion) the ``champion`` alias alone."""
-    raw = registry.model_tag(name, STATE_TAG)
+    raw = registry.model_tag(name, tags.ROLLOUT_STATE)
     if raw:
         return RolloutState.from_json(raw)
     return RolloutState(champion=registry.alias_version(name, CHAMPION))
@@ -38,7 +40,7 @@ def write_state(registry: ModelRegistry, name: str, state: RolloutState, *, expe
             f"the rollout of {name} changed while this action was prepared (revision {current.revision}, "
             f"expected {expected_revision}); check `deskpilot rollout status` and retry"
         )
-    registry.set_model_tag(name, STATE_TAG, state.to_json())
+    registry.set_model_tag(name, tags.ROLLOUT_STATE, state.to_json())
     if state.champion is not None and state.champion != current.champion:
         registry.set_alias(name, CHAMPION, state.champion)
 
@@ -56,10 +58,10 @@ def promote(
 ) -> RolloutState:
     """Put a version in shadow, in canary at ``percent``, or make it the champion."""
     version = registry.get(ref)
-    gate = version.tags.get("deskpilot.gate", "none")
+    gate = version.tags.get(tags.GATE, "none")
     if force and not reason.strip():
         raise UsageError("--force needs --reason: forced promotions are audited with their reason")
-    if gate != "pass" and not force:
+    if gate != tags.GATE_PASS and not force:
         raise RolloutError(
             f"{version.uri} did not pass its gate (gate: {gate}); run `deskpilot gate` or promote with "
             "--force --reason '...'",
@@ -95,7 +97,7 @@ def promote(
     write_state(registry, name, new, expected_revision=state.revision)
     audit.append(
         actor,
-        "force_promote" if force and gate != "pass" else "promote",
+        AuditAction.FORCE_PROMOTE if force and gate != tags.GATE_PASS else AuditAction.PROMOTE,
         version.uri,
         reason,
         {
@@ -125,7 +127,7 @@ def rollback(
     write_state(registry, name, new, expected_revision=state.revision)
     audit.append(
         actor,
-        "auto_rollback" if automatic else "rollback",
+        AuditAction.AUTO_ROLLBACK if automatic else AuditAction.ROLLBACK,
         target,
         reason,
         {"before": _summary(state), "after": _summary(new)},
@@ -143,7 +145,7 @@ def ramp(
     new = state.next(actor=actor, reason=reason, percent=percent)
     write_state(registry, name, new, expected_revision=state.revision)
     target = ModelRef(name, version=state.challenger).uri
-    audit.append(actor, "ramp", target, reason, {"before": _summary(state), "after": _summary(new)})
+    audit.append(actor, AuditAction.RAMP, target, reason, {"before": _summary(state), "after": _summary(new)})
     return new
 
 

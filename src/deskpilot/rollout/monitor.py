@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from deskpilot.domain import Role
 from deskpilot.rollout.rules import WindowStats
 
-CHAMPION_ROLE = "champion"
-CHALLENGER_ROLE = "challenger"
+WATCHED = (Role.CHAMPION, Role.CHALLENGER)  # the fallback is not under rollout
 
 
 @dataclass
@@ -66,15 +66,9 @@ class RolloutMonitor:
         self.window_s = window_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._calls: dict[str, deque[tuple[float, float, bool]]] = {
-            CHAMPION_ROLE: deque(),
-            CHALLENGER_ROLE: deque(),
-        }
+        self._calls: dict[Role, deque[tuple[float, float, bool]]] = {role: deque() for role in WATCHED}
         self._comparisons: deque[tuple[float, bool]] = deque()
-        self._feedback: dict[str, deque[tuple[float, bool]]] = {
-            CHAMPION_ROLE: deque(),
-            CHALLENGER_ROLE: deque(),
-        }
+        self._feedback: dict[Role, deque[tuple[float, bool]]] = {role: deque() for role in WATCHED}
         self.agreement = Agreement()
 
     def reset(self) -> None:
@@ -87,7 +81,7 @@ class RolloutMonitor:
             self._comparisons.clear()
             self.agreement = Agreement()
 
-    def observe_call(self, role: str, latency_ms: float, *, error: bool) -> None:
+    def observe_call(self, role: Role, latency_ms: float, *, error: bool) -> None:
         with self._lock:
             self._calls[role].append((self._clock(), latency_ms, error))
 
@@ -112,7 +106,7 @@ class RolloutMonitor:
             totals.by_intent[champion_intent] += 1
             totals.agreed_by_intent[champion_intent] += agreed
 
-    def observe_feedback(self, role: str, *, correct: bool) -> None:
+    def observe_feedback(self, role: Role, *, correct: bool) -> None:
         with self._lock:
             self._feedback[role].append((self._clock(), correct))
 
@@ -124,14 +118,14 @@ class RolloutMonitor:
             totals.champion_correct += champion_correct
             totals.challenger_correct += challenger_correct
 
-    def stats(self, role: str) -> WindowStats:
+    def stats(self, role: Role) -> WindowStats:
         with self._lock:
             horizon = self._clock() - self.window_s
             _prune(self._calls[role], horizon)
             _prune(self._comparisons, horizon)
             _prune(self._feedback[role], horizon)
             calls = list(self._calls[role])
-            comparisons = list(self._comparisons) if role == CHALLENGER_ROLE else []
+            comparisons = list(self._comparisons) if role is Role.CHALLENGER else []
             feedback = list(self._feedback[role])
         latencies = np.array([c[1] for c in calls if not c[2]])
         return WindowStats(

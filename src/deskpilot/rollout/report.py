@@ -17,7 +17,6 @@ Rendering (Markdown, HTML, figures) lives in :mod:`deskpilot.rollout.render`.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,25 +26,11 @@ from typing import Any
 import numpy as np
 
 from deskpilot.domain import Route
-from deskpilot.evaluation.significance import McNemarResult, mcnemar
+from deskpilot.evaluation.significance import McNemarResult, mcnemar, wilson
 from deskpilot.store.records import ShadowPair
 
-Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 MIN_COUNT = 5
 SHIFT_EDGES = tuple(round(-1.0 + 0.05 * i, 2) for i in range(41))  # confidence shift lies in [-1, 1]
-
-
-def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion; (0, 1) when there is nothing to estimate from."""
-    if n <= 0:
-        return 0.0, 1.0
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes must be in 0..{n}, got {successes}")
-    p = successes / n
-    z2 = z * z
-    center = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, center - half), min(1.0, center + half)
 
 
 @dataclass(frozen=True)

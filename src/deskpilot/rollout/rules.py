@@ -1,4 +1,4 @@
-"""Automatic rollback rules, read from the ``rollout`` section of the gate policy, and their evaluation.
+"""Automatic rollback rules: read from the ``rollout`` section of the policy file, and evaluated.
 
 ```yaml
 rollout:
@@ -17,12 +17,80 @@ rollout:
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from scipy import stats
+from yaml.nodes import Node
 
-from deskpilot.evaluation.policy import RolloutRules
+from deskpilot.errors import PolicyError
+from deskpilot.evaluation.policy import read_policy_text
+from deskpilot.evaluation.significance import proportion_drop_p_value
+from deskpilot.evaluation.yaml_reader import YamlReader
+
+SECTION = "rollout"
+_NUMBERS = {
+    "window_s": 1.0,
+    "max_error_rate": 0.0,
+    "max_p99_ms": 0.0,
+    "max_disagreement": 0.0,
+    "feedback_max_drop": 0.0,
+    "alpha": 0.0,
+    "hold_s": 0.0,
+}
+_COUNTS = {"min_requests": 1, "feedback_min_samples": 1}
+
+
+@dataclass(frozen=True)
+class RolloutRules:
+    window_s: float = 60.0
+    min_requests: int = 30
+    max_error_rate: float = 0.05
+    max_p99_ms: float = 500.0
+    max_disagreement: float = 0.5
+    feedback_max_drop: float = 0.05
+    feedback_min_samples: int = 30
+    alpha: float = 0.05
+    ramp: tuple[float, ...] = field(default_factory=tuple)
+    hold_s: float = 300.0
+
+
+def load_rollout_rules(path: Path | None = None) -> RolloutRules:
+    """The ``rollout`` section of the policy at ``path`` (or the packaged default); defaults without one.
+
+    Mistakes are :class:`PolicyError` with file and line, like the gate sections'.
+    """
+    text, source = read_policy_text(path)
+    return parse_rollout_rules(text, source=source)
+
+
+def parse_rollout_rules(text: str, *, source: str) -> RolloutRules:
+    reader = _RulesReader(source, PolicyError)
+    top = reader.entries(reader.compose(text, "the policy"), "the policy")
+    return reader.rules(top[SECTION][1]) if SECTION in top else RolloutRules()
+
+
+class _RulesReader(YamlReader):
+    def rules(self, node: Node) -> RolloutRules:
+        allowed = {*_NUMBERS, *_COUNTS, "ramp"}
+        values: dict[str, Any] = {}
+        for key, value_node in self.mapping(node, SECTION, allowed=allowed).items():
+            if key in _COUNTS:
+                values[key] = self.integer(value_node, f"rollout.{key}", minimum=_COUNTS[key])
+            elif key == "ramp":
+                steps = [
+                    self.number(item, "rollout.ramp step")
+                    for item in self.sequence(value_node, "rollout.ramp")
+                ]
+                if any(not 0 < b <= 100 for b in steps) or steps != sorted(set(steps)):
+                    self.fail(value_node, "rollout.ramp must be increasing percentages in (0, 100]")
+                values[key] = tuple(steps)
+            else:
+                value = self.number(value_node, f"rollout.{key}")
+                if value < _NUMBERS[key]:
+                    self.fail(value_node, f"rollout.{key} must be at least {_NUMBERS[key]:g}")
+                values[key] = value
+        return RolloutRules(**values)
 
 
 @dataclass(frozen=True)
@@ -76,10 +144,9 @@ def feedback_drop(rules: RolloutRules, challenger: WindowStats, champion: Window
     if min(n1, n0) < rules.feedback_min_samples:
         return None
     p1, p0 = challenger.feedback_correct / n1, champion.feedback_correct / n0
-    pooled = (challenger.feedback_correct + champion.feedback_correct) / (n1 + n0)
-    spread = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / n1 + 1 / n0))
-    z = (p0 - p1 - rules.feedback_max_drop) / spread
-    p_value = float(stats.norm.sf(z))
+    p_value = proportion_drop_p_value(
+        champion.feedback_correct, n0, challenger.feedback_correct, n1, rules.feedback_max_drop
+    )
     if p_value < rules.alpha:
         return Breach(
             "feedback_accuracy",

@@ -16,7 +16,6 @@ from typing import Any
 
 from deskpilot.errors import UsageError
 
-STATE_TAG = "deskpilot.rollout"
 HISTORY_LIMIT = 20
 
 

@@ -107,10 +107,11 @@ class MicroBatcher(Generic[Meta]):
                     span.set_attribute("deskpilot.requests", len(batch))
                     context = trace.set_span_in_context(span)
                     probs, meta = await loop.run_in_executor(self._executor, self._traced, texts, context)
+            except asyncio.CancelledError:  # close(): this batch left the queue, so answer it here
+                _fail(batch, RuntimeError("the service is shutting down"))
+                raise
             except Exception as exc:  # the model's failure belongs to the callers, not to the worker
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
+                _fail(batch, exc)
                 continue
             if self._on_batch is not None:
                 self._on_batch(len(texts), time.perf_counter() - started)
@@ -146,8 +147,13 @@ class MicroBatcher(Generic[Meta]):
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        for pending in self._queue:
-            if not pending.future.done():
-                pending.future.set_exception(RuntimeError("the service is shutting down"))
+        _fail(self._queue, RuntimeError("the service is shutting down"))
         self._queue.clear()
+        self._queued_texts = 0
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _fail(callers: Sequence[_Pending[Meta]], error: Exception) -> None:
+    for pending in callers:
+        if not pending.future.done():
+            pending.future.set_exception(error)

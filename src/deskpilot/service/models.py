@@ -1,4 +1,5 @@
-"""Which models answer: the champion, and a fast fallback; both follow the registry without a restart.
+"""Which models answer: the champion, the challenger under rollout, and a fast fallback; all follow the
+registry without a restart.
 
 A candidate is loaded and smoke-tested off the request path, then swapped in with one reference assignment,
 so every batch sees either the old or the new model, never a half-loaded one. A candidate that fails to load
@@ -11,12 +12,13 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from deskpilot.domain import ModelRef
+from deskpilot import tags
+from deskpilot.domain import ModelRef, Role
 from deskpilot.errors import DeskPilotError
 from deskpilot.models.artifact import TriageModel
 from deskpilot.registry.base import CHAMPION, ModelRegistry
@@ -49,11 +51,18 @@ class LoadedModel:
         return self.model.predict_proba(texts)
 
 
-ModelEvent = Callable[[str, str, str], None]  # event (loaded | load_failed), role, detail
+class ModelEvent(Protocol):
+    """Told of every model swap (``loaded``, with the model) and failed load (``load_failed``, model None)."""
+
+    def __call__(self, event: str, role: Role, loaded: LoadedModel | None, detail: str) -> None: ...
+
+
+LOADED = "loaded"
+LOAD_FAILED = "load_failed"
 
 
 class ModelManager:
-    """Holds the primary (``@champion``) and fallback models of one registered name."""
+    """Holds the champion, the challenger and the fallback model of one registered name."""
 
     def __init__(
         self,
@@ -65,7 +74,7 @@ class ModelManager:
         self.registry = registry
         self.name = name
         self._on_event = on_event
-        self._primary: LoadedModel | None = None
+        self._champion: LoadedModel | None = None
         self._fallback: LoadedModel | None = None
         self._challenger: LoadedModel | None = None
         self._fallback_checked = 0.0
@@ -74,8 +83,16 @@ class ModelManager:
         self.last_error: str | None = None
 
     @property
-    def primary(self) -> LoadedModel | None:
-        return self._primary
+    def champion(self) -> LoadedModel | None:
+        return self._champion
+
+    def serving(self, role: Role) -> LoadedModel | None:
+        """The model loaded for ``role`` now (None before the first load, or with no such model)."""
+        return {
+            Role.CHAMPION: self._champion,
+            Role.CHALLENGER: self._challenger,
+            Role.FALLBACK: self._fallback,
+        }[role]
 
     @property
     def fallback(self) -> LoadedModel | None:
@@ -97,11 +114,11 @@ class ModelManager:
             try:
                 state = read_state(self.registry, self.name)
             except DeskPilotError as exc:
-                self._failed("primary", f"registry unreachable: {exc.message}")
+                self._failed(Role.CHAMPION, f"registry unreachable: {exc.message}")
                 return False
-            primary_swapped = self._refresh_primary(state)
+            champion_swapped = self._refresh_champion(state)
             challenger_swapped = self._refresh_challenger(state)
-            swapped = self._refresh_fallback() or primary_swapped or challenger_swapped
+            swapped = self._refresh_fallback() or champion_swapped or challenger_swapped
         if swapped:
             settle_heap()
         return swapped
@@ -109,35 +126,35 @@ class ModelManager:
     def _refresh_challenger(self, state: RolloutState) -> bool:
         wanted = state.challenger if state.stage is not Stage.NONE else None
         current = self._challenger
-        if wanted is None or (self._primary is not None and state.champion != self._primary.version):
+        if wanted is None or self._champion is None or state.champion != self._champion.version:
             # no challenger, or the champion itself could not be loaded: serve no challenger traffic
             self._challenger = None
-            self._state = RolloutState(champion=self._primary.version if self._primary else None)
+            self._state = RolloutState(champion=self._champion.version if self._champion else None)
             return current is not None
         if current is None or current.version != wanted:
-            candidate = self._load(ModelRef(self.name, version=wanted), "challenger")
+            candidate = self._load(ModelRef(self.name, version=wanted), Role.CHALLENGER)
             if candidate is None:
                 self._challenger = None
                 self._state = RolloutState(champion=state.champion)
                 return current is not None
             self._challenger = candidate
-            self._loaded("challenger", candidate)
+            self._loaded(Role.CHALLENGER, candidate)
         self._state = state
         return current is None or current.version != wanted
 
-    def _refresh_primary(self, state: RolloutState) -> bool:
+    def _refresh_champion(self, state: RolloutState) -> bool:
         version = state.champion
         if version is None:
-            self._failed("primary", f"models:/{self.name}@{CHAMPION} is not set")
+            self._failed(Role.CHAMPION, f"models:/{self.name}@{CHAMPION} is not set")
             return False
-        if self._primary is not None and self._primary.version == version:
+        if self._champion is not None and self._champion.version == version:
             return False
-        candidate = self._load(ModelRef(self.name, version=version), "primary")
+        candidate = self._load(ModelRef(self.name, version=version), Role.CHAMPION)
         if candidate is None:
             return False
-        self._primary = candidate
+        self._champion = candidate
         self.last_error = None
-        self._loaded("primary", candidate)
+        self._loaded(Role.CHAMPION, candidate)
         return True
 
     def _refresh_fallback(self) -> bool:
@@ -148,17 +165,17 @@ class ModelManager:
         try:
             version = self._fallback_version()
         except DeskPilotError as exc:
-            self._failed("fallback", f"registry unreachable: {exc.message}")
+            self._failed(Role.FALLBACK, f"registry unreachable: {exc.message}")
             return False
         if version is None or (self._fallback is not None and self._fallback.version == version):
             return False
-        primary = self._primary
-        candidate = primary if primary is not None and primary.version == version else None
-        candidate = candidate or self._load(ModelRef(self.name, version=version), "fallback")
+        champion = self._champion
+        candidate = champion if champion is not None and champion.version == version else None
+        candidate = candidate or self._load(ModelRef(self.name, version=version), Role.FALLBACK)
         if candidate is None:
             return False
         self._fallback = candidate
-        self._loaded("fallback", candidate)
+        self._loaded(Role.FALLBACK, candidate)
         return True
 
     def _fallback_version(self) -> str | None:
@@ -167,11 +184,11 @@ class ModelManager:
         if explicit is not None:
             return explicit
         for version in self.registry.versions(self.name):
-            if version.family == FALLBACK_FAMILY and version.tags.get("deskpilot.gate") != "fail":
+            if version.family == FALLBACK_FAMILY and version.tags.get(tags.GATE) != tags.GATE_FAIL:
                 return version.version
         return None
 
-    def _load(self, ref: ModelRef, role: str) -> LoadedModel | None:
+    def _load(self, ref: ModelRef, role: Role) -> LoadedModel | None:
         try:
             model = self.registry.load(ref)
             probs = model.predict_proba([SMOKE_TEXT])
@@ -182,17 +199,17 @@ class ModelManager:
             return None
         return LoadedModel(model=model, name=ref.name, version=str(ref.version))
 
-    def _loaded(self, role: str, loaded: LoadedModel) -> None:
+    def _loaded(self, role: Role, loaded: LoadedModel) -> None:
         logger.info("%s model %s (%s) serving", role, loaded.uri, loaded.family)
         if self._on_event is not None:
-            self._on_event("loaded", role, loaded.uri)
+            self._on_event(LOADED, role, loaded, loaded.uri)
 
-    def _failed(self, role: str, detail: str) -> None:
-        if role == "primary":
+    def _failed(self, role: Role, detail: str) -> None:
+        if role is Role.CHAMPION:
             self.last_error = detail
         logger.warning("%s model not updated: %s", role, detail)
         if self._on_event is not None:
-            self._on_event("load_failed", role, detail)
+            self._on_event(LOAD_FAILED, role, None, detail)
 
 
 def settle_heap() -> None:

@@ -1,9 +1,10 @@
 """TriageService: redact, batch, predict with fallback, decide the route, log the decision.
 
-No web framework here: the API calls these methods and maps their values and errors to HTTP. The primary
-model answers within ``model_timeout_s`` or the fallback answers instead (flagged, counted); when neither
-can, the ticket goes to a person with the reason. Decisions, and a shadow challenger's answers, are logged
-through bounded background writers, so a store outage never fails a request.
+No web framework here: the API calls these methods and maps their values and errors to HTTP. The champion
+(in a canary, the challenger for its share) answers within ``model_timeout_s`` or the next in line answers
+instead (flagged, counted); when none can, the ticket goes to a person with the reason. Decisions, and a
+shadow challenger's answers, are logged through bounded background writers, so a store outage never fails a
+request.
 """
 
 from __future__ import annotations
@@ -12,24 +13,24 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from opentelemetry import trace
 
 from deskpilot.data.pii import PiiRedactor
-from deskpilot.domain import Prediction, Route, Ticket, TriageDecision
+from deskpilot.domain import Prediction, Role, Route, Ticket, TriageDecision
 from deskpilot.errors import StoreNotFoundError
 from deskpilot.models.artifact import predictions_from_proba
-from deskpilot.rollout.monitor import CHALLENGER_ROLE, CHAMPION_ROLE, RolloutMonitor
+from deskpilot.rollout.monitor import WATCHED, RolloutMonitor
+from deskpilot.rollout.shadow import ShadowScorer
 from deskpilot.rollout.split import to_challenger
 from deskpilot.rollout.state import Stage
 from deskpilot.service.batcher import MicroBatcher
 from deskpilot.service.metrics import ServiceMetrics
 from deskpilot.service.models import LoadedModel, ModelManager
 from deskpilot.service.observability import span as span_of
-from deskpilot.service.shadow import ShadowScorer
 from deskpilot.store.base import DecisionStore
 from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowRecord
 from deskpilot.store.writer import BufferedWriter, ShadowWriter
@@ -88,27 +89,23 @@ class TriageService:
         self.tracer = tracer or trace.NoOpTracer()
         self.monitor = monitor or RolloutMonitor(window_s=60.0)
         self.shadow: ShadowScorer | None = None
-        self._primary: MicroBatcher[LoadedModel] | None = None
-        self._fallback: MicroBatcher[LoadedModel] | None = None
-        self._challenger: MicroBatcher[LoadedModel] | None = None
+        self._batchers: dict[Role, MicroBatcher[LoadedModel]] = {}
 
     async def start(self) -> None:
         """Create the batchers on the running loop (they own a task and a model thread each)."""
-        self._primary = self._batcher("primary", lambda: self.models.primary)
-        self._fallback = self._batcher("fallback", lambda: self.models.fallback)
-        self._challenger = self._batcher("challenger", lambda: self.models.challenger)
+        self._batchers = {role: self._batcher(role) for role in Role}
         self.shadow = ShadowScorer(
-            self._challenger,
+            self._batchers[Role.CHALLENGER].predict,
             self.monitor,
-            self.metrics,
             timeout_s=self.limits.model_timeout_s,
             on_answers=self._record_shadow if self.shadow_writer is not None else None,
+            on_shed=self.metrics.shadow_shed.inc,
         )
 
-    def _batcher(self, role: str, current: Callable[[], LoadedModel | None]) -> MicroBatcher[LoadedModel]:
+    def _batcher(self, role: Role) -> MicroBatcher[LoadedModel]:
         """A batcher that asks for the model serving ``role`` at each batch, so a swap needs no restart."""
         return MicroBatcher(
-            lambda texts: self._run(current(), texts),
+            lambda texts: self._run(self.models.serving(role), texts),
             max_batch=self.limits.max_batch,
             max_wait_ms=self.limits.max_wait_ms,
             name=role,
@@ -119,9 +116,8 @@ class TriageService:
     async def close(self) -> None:
         if self.shadow is not None:
             await self.shadow.close()
-        for batcher in (self._primary, self._fallback, self._challenger):
-            if batcher is not None:
-                await batcher.close()
+        for batcher in self._batchers.values():
+            await batcher.close()
         for writer in (self.writer, self.shadow_writer):
             if writer is not None:
                 await asyncio.to_thread(writer.close, 10.0)
@@ -142,8 +138,8 @@ class TriageService:
     def ready(self) -> tuple[bool, list[str]]:
         """Ready when a model can answer and the store (if any) is reachable."""
         problems = []
-        if self.models.primary is None:
-            problems.append(f"no primary model: {self.models.last_error or 'not loaded yet'}")
+        if self.models.champion is None:
+            problems.append(f"no champion model: {self.models.last_error or 'not loaded yet'}")
         if self.store is not None:
             try:
                 self.store.ping()
@@ -151,11 +147,15 @@ class TriageService:
                 problems.append(f"store unreachable: {exc}")
         return not problems, problems
 
-    async def triage(self, tenant: str, tickets: Sequence[Ticket]) -> list[Answer]:
+    async def triage(
+        self, tenant: str, tickets: Sequence[Ticket], *, http_request_id: str | None = None
+    ) -> list[Answer]:
         """Decide every ticket (texts already validated): one model call per model for the whole request.
 
         In a canary, the tickets whose (tenant, ticket id) hash falls in the challenger's share go to the
-        challenger; in shadow, the challenger scores the same texts after the answers are ready.
+        challenger; in shadow, the challenger scores the same texts after the answers are ready. Each
+        decision gets its own id and is logged with ``http_request_id``, the id of the HTTP request (or
+        batch job) that asked, so a log line leads to its decisions and a decision back to its log line.
         """
         started = time.perf_counter()
         request_ids = [_new_request_id() for _ in tickets]
@@ -187,9 +187,9 @@ class TriageService:
                 answers[i] = answer
         done = [a for a in answers if a is not None]
         for ticket, text, answer in zip(tickets, texts, done, strict=True):
-            self._record(tenant, ticket, text, answer)
+            self._record(tenant, ticket, text, answer, http_request_id)
         if self.shadow is not None and state.stage is Stage.SHADOW:
-            self.shadow.submit(tenant, texts, done)
+            self.shadow.submit(tenant, texts, [a.decision for a in done])
         return done
 
     def _answers(self, outcome: _Outcome, request_ids: list[str], elapsed_ms: float) -> list[Answer]:
@@ -224,16 +224,16 @@ class TriageService:
 
     async def _predict(self, texts: list[str], *, challenger: bool = False) -> _Outcome:
         """Ask the challenger (canary) or champion, then the next in line: champion, then the fallback."""
-        if self._primary is None or self._fallback is None or self._challenger is None:
+        if not self._batchers:
             raise RuntimeError("TriageService.start() was not awaited")
-        chain = [("challenger", self._challenger)] if challenger else []
-        chain += [("champion", self._primary), ("fallback", self._fallback)]
+        chain = [Role.CHALLENGER] if challenger else []
+        chain += [Role.CHAMPION, Role.FALLBACK]
         reasons: list[str] = []
         timeout = self.limits.model_timeout_s
-        for role, batcher in chain:
+        for role in chain:
             started = time.perf_counter()
             try:
-                probs, loaded = await asyncio.wait_for(batcher.predict(texts), timeout)
+                probs, loaded = await asyncio.wait_for(self._batchers[role].predict(texts), timeout)
             except Exception as exc:  # a model's failure is answered by the next in line, not by a 500
                 kind = "timeout" if isinstance(exc, TimeoutError) else "error"
                 reasons.append(
@@ -251,11 +251,13 @@ class TriageService:
         self.metrics.fallbacks.labels("unavailable").inc()
         return _Outcome(None, None, True, "; ".join(reasons) + "; routed to a person")
 
-    def _observe(self, role: str, started: float, *, error: bool) -> None:
-        if role in (CHAMPION_ROLE, CHALLENGER_ROLE):
+    def _observe(self, role: Role, started: float, *, error: bool) -> None:
+        if role in WATCHED:
             self.monitor.observe_call(role, (time.perf_counter() - started) * 1000.0, error=error)
 
-    def _record(self, tenant: str, ticket: Ticket, text: str, answer: Answer) -> None:
+    def _record(
+        self, tenant: str, ticket: Ticket, text: str, answer: Answer, http_request_id: str | None
+    ) -> None:
         decision = answer.decision
         prediction = decision.prediction
         if prediction.intent:
@@ -263,23 +265,16 @@ class TriageService:
             self.metrics.confidence.observe(prediction.confidence)
         if self.writer is None:
             return
-        record = DecisionRecord(
+        record = DecisionRecord.from_decision(
+            decision,
             tenant=tenant,
-            request_id=decision.request_id,
-            ticket_id=ticket.id,
             model_name=answer.model_name,
-            model_version=decision.model_version,
-            intent=prediction.intent,
-            confidence=prediction.confidence,
-            route=decision.route,
-            alternatives=tuple((a.intent, a.confidence) for a in prediction.alternatives),
-            latency_ms=answer.latency_ms,
             text=text,
-            fallback=decision.fallback,
-            reason=decision.reason,
+            latency_ms=answer.latency_ms,
+            ticket_id=ticket.id,
+            http_request_id=http_request_id,
         )
-        self.writer.submit(record)
-        self.metrics.store_queue_depth.set(self.writer.depth)
+        self.writer.submit(record)  # the writer reports its depth to the queue gauge
 
     def _record_shadow(self, answers: list[ShadowRecord]) -> None:
         """Queue the challenger's answers for the shadow log (never blocks; dropped and counted when full)."""
@@ -317,12 +312,12 @@ class TriageService:
         state = self.models.state
         correct = record.correct_intent
         if record.model_version == state.champion:
-            self.monitor.observe_feedback(CHAMPION_ROLE, correct=record.predicted_intent == correct)
+            self.monitor.observe_feedback(Role.CHAMPION, correct=record.predicted_intent == correct)
         elif record.model_version == state.challenger:
-            self.monitor.observe_feedback(CHALLENGER_ROLE, correct=record.predicted_intent == correct)
+            self.monitor.observe_feedback(Role.CHALLENGER, correct=record.predicted_intent == correct)
         shadow = self.shadow.answer_for(record.request_id) if self.shadow is not None else None
         if shadow is not None and shadow.model_version == state.challenger and shadow.tenant == record.tenant:
-            self.monitor.observe_feedback(CHALLENGER_ROLE, correct=shadow.intent == correct)
+            self.monitor.observe_feedback(Role.CHALLENGER, correct=shadow.intent == correct)
             if record.model_version == state.champion:
                 self.monitor.observe_paired_feedback(
                     champion_correct=record.predicted_intent == correct,
@@ -330,13 +325,17 @@ class TriageService:
                 )
 
     def serving(self) -> dict[str, object]:
-        """What serves, at what share: champion, fallback, the challenger and its stage, shadow agreement."""
+        """What serves, at what share: one entry per role, the rollout stage, shares, shadow agreement.
+
+        ``primary`` repeats ``champion`` for clients of the first API version (deprecated, kept stable).
+        """
         out: dict[str, object] = {}
-        for role, loaded in (("primary", self.models.primary), ("fallback", self.models.fallback)):
-            out[role] = None if loaded is None else _describe(loaded)
+        for role in Role:
+            loaded = self.models.serving(role)
+            out[str(role)] = None if loaded is None else _describe(loaded)
+        out["primary"] = out[Role.CHAMPION]
         state = self.models.state
-        challenger = self.models.challenger
-        out["challenger"] = None if challenger is None else _describe(challenger)
+        champion, challenger = self.models.champion, self.models.challenger
         out["rollout"] = {
             "stage": str(state.stage),
             "percent": state.percent,
@@ -345,9 +344,9 @@ class TriageService:
             "reason": state.reason,
         }
         shares: dict[str, float] = {}
-        if self.models.primary is not None:
+        if champion is not None:
             share = state.canary_share if challenger is not None else 0.0
-            shares[self.models.primary.uri] = 1.0 - share
+            shares[champion.uri] = 1.0 - share
             if challenger is not None and share > 0:
                 shares[challenger.uri] = share
         out["shares"] = shares

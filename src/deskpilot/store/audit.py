@@ -40,21 +40,29 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from deskpilot.store.records import utc_now
 
 GENESIS_HASH = "0" * 64
-HASH_RE = re.compile(r"[0-9a-f]{64}")
 MIN_ANCHOR_PREFIX = 12
 
-KEY_CREATE = "key_create"
-KEY_REVOKE = "key_revoke"
-PROMOTE = "promote"
-ROLLBACK = "rollback"
-AUTO_ROLLBACK = "auto_rollback"
-GATE = "gate"
-FORCE = "force"
+
+class AuditAction(StrEnum):
+    """Every action the audit chain records; the stored text of an entry's ``action``."""
+
+    GATE = "gate"  # a gate decision on a version (pass or fail)
+    PROMOTE = "promote"  # to shadow, canary or champion, gate passed
+    FORCE_PROMOTE = "force_promote"  # the same without a passing gate, with the operator's reason
+    RAMP = "ramp"  # the automatic canary ramp
+    ROLLBACK = "rollback"  # by an operator
+    AUTO_ROLLBACK = "auto_rollback"  # by the service's rollout guard
+    KEY_CREATE = "key_create"
+    KEY_REVOKE = "key_revoke"
+
+
+PROMOTIONS = frozenset({AuditAction.PROMOTE, AuditAction.FORCE_PROMOTE})
 
 PROBLEM_EDITED = "hash mismatch (row edited)"
 PROBLEM_CHAIN = "prev_hash does not match previous entry (chain broken / row deleted or reordered)"

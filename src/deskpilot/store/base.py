@@ -22,8 +22,9 @@ class DecisionStore(ABC):
     """The decision log and the feedback on it.
 
     Every row carries its tenant and every read names one: a request of another tenant behaves exactly
-    like one that does not exist. Failures surface as :class:`StoreError` (a database that cannot be
-    reached as its subclass :class:`StoreUnavailableError`), never as a driver's exception.
+    like one that does not exist. The few operator's reads that cross tenants say so. Failures surface as
+    :class:`StoreError` (a database that cannot be reached as its subclass :class:`StoreUnavailableError`),
+    never as a driver's exception.
     """
 
     @abstractmethod
@@ -37,6 +38,27 @@ class DecisionStore(ABC):
     @abstractmethod
     def decisions(self, tenant: str, limit: int = DEFAULT_PAGE, offset: int = 0) -> list[DecisionRecord]:
         """The tenant's decisions, newest first (the order an agent pages back through them)."""
+
+    @abstractmethod
+    def decisions_for_http_request(
+        self, http_request_id: str, *, tenant: str | None = None
+    ) -> list[DecisionRecord]:
+        """Every decision the HTTP request ``http_request_id`` (the access log's ``request_id``, the
+        ``X-Request-ID`` header) asked for, oldest first; at most :data:`MAX_PAGE`.
+
+        An operator's read, and like :meth:`shadow_comparison` it crosses tenants on purpose: an access-log
+        line is where an investigation starts, before anyone knows the tenant. Pass ``tenant`` to restrict
+        it to one. A caller may choose its own ``X-Request-ID``, so the id is not unique: two tenants, or one
+        client reusing an id, can have decisions under the same one.
+        """
+
+    @abstractmethod
+    def find_decision(self, request_id: str) -> list[DecisionRecord]:
+        """The decisions whose own id is ``request_id``, in every tenant, oldest first.
+
+        An operator's read that crosses tenants, as :meth:`decisions_for_http_request`: decision ids are
+        unique per tenant only, so more than one tenant may have the same one.
+        """
 
     @abstractmethod
     def add_feedback(self, tenant: str, request_id: str, correct_intent: str) -> FeedbackRecord:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from deskpilot.errors import StoreNotFoundError, StoreUnavailableError
@@ -47,6 +47,23 @@ class InMemoryStore(DecisionStore):
             mine = [(i, r) for i, r in enumerate(self._decisions.values()) if r.tenant == tenant]
         mine.sort(key=lambda item: (item[1].created_at, item[0]), reverse=True)
         return [record for _, record in mine[offset : offset + limit]]
+
+    def decisions_for_http_request(
+        self, http_request_id: str, *, tenant: str | None = None
+    ) -> list[DecisionRecord]:
+        return self._oldest_first(
+            lambda r: r.http_request_id == http_request_id and (tenant is None or r.tenant == tenant)
+        )
+
+    def find_decision(self, request_id: str) -> list[DecisionRecord]:
+        return self._oldest_first(lambda r: r.request_id == request_id)
+
+    def _oldest_first(self, keep: Callable[[DecisionRecord], bool]) -> list[DecisionRecord]:
+        with self._lock:
+            self._check()
+            found = [(i, r) for i, r in enumerate(self._decisions.values()) if keep(r)]
+        found.sort(key=lambda item: (item[1].created_at, item[0]))
+        return [record for _, record in found[:MAX_PAGE]]
 
     def add_feedback(self, tenant: str, request_id: str, correct_intent: str) -> FeedbackRecord:
         with self._lock:

@@ -40,6 +40,7 @@ class DecisionRecord:
     alternatives: tuple[tuple[str, float], ...] = ()
     fallback: bool = False
     reason: str = ""
+    http_request_id: str | None = None  # the HTTP request (X-Request-ID) that asked for this decision
     created_at: datetime = field(default_factory=utc_now)
 
     def __post_init__(self) -> None:
@@ -60,6 +61,7 @@ class DecisionRecord:
         text: str,
         latency_ms: float,
         ticket_id: str | None = None,
+        http_request_id: str | None = None,
         created_at: datetime | None = None,
     ) -> DecisionRecord:
         """The record of a decision the service returned; ``text`` is the redacted text the model saw."""
@@ -78,6 +80,7 @@ class DecisionRecord:
             text=text,
             fallback=decision.fallback,
             reason=decision.reason,
+            http_request_id=http_request_id,
             created_at=created_at or utc_now(),
         )
 

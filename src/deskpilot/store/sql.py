@@ -64,6 +64,24 @@ class SqlStore(DecisionStore):
             self._check_schema(conn)
             return [_decision(row) for row in conn.execute(query)]
 
+    def decisions_for_http_request(
+        self, http_request_id: str, *, tenant: str | None = None
+    ) -> list[DecisionRecord]:
+        query = sa.select(decisions).where(decisions.c.http_request_id == http_request_id)
+        if tenant is not None:
+            query = query.where(decisions.c.tenant == tenant)
+        return self._oldest_first(query, "tracing an HTTP request")
+
+    def find_decision(self, request_id: str) -> list[DecisionRecord]:
+        query = sa.select(decisions).where(decisions.c.request_id == request_id)
+        return self._oldest_first(query, "finding a decision")
+
+    def _oldest_first(self, query: sa.Select[Any], action: str) -> list[DecisionRecord]:
+        query = query.order_by(decisions.c.created_at, decisions.c.id).limit(MAX_PAGE)
+        with translated(action, self._url), self._engine.connect() as conn:
+            self._check_schema(conn)
+            return [_decision(row) for row in conn.execute(query)]
+
     def add_feedback(self, tenant: str, request_id: str, correct_intent: str) -> FeedbackRecord:
         query = sa.select(decisions.c.intent, decisions.c.model_version).where(
             decisions.c.tenant == tenant, decisions.c.request_id == request_id
@@ -190,6 +208,7 @@ def _decision_row(record: DecisionRecord) -> dict[str, Any]:
         "text": record.text,
         "fallback": record.fallback,
         "reason": record.reason,
+        "http_request_id": record.http_request_id,
         "created_at": record.created_at,
     }
 
@@ -209,6 +228,7 @@ def _decision(row: sa.Row[Any]) -> DecisionRecord:
         text=row.text,
         fallback=row.fallback,
         reason=row.reason,
+        http_request_id=row.http_request_id,
         created_at=row.created_at,
     )
 

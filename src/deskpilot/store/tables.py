@@ -66,9 +66,16 @@ decisions = sa.Table(
     sa.Column("fallback", sa.Boolean(), nullable=False),
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("http_request_id", sa.String(), nullable=True),
     sa.UniqueConstraint("tenant", "request_id"),
     sa.Index(None, "tenant", "created_at"),
+    sa.Index(None, "http_request_id"),
+    sa.Index(None, "request_id"),
 )
+"""One row per triage decision. ``request_id`` is the decision's own id (the API's ``request_id``, the
+feedback key); ``http_request_id`` is the HTTP request that asked for it (the access log's ``request_id``),
+NULL for decisions logged before migration 0004. Both are indexed on their own for the operator's trace,
+which looks an id up across tenants."""
 
 feedback = sa.Table(
     "feedback",

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
+from deskpilot import tags
 from deskpilot.data.snapshots import LABEL, TEXT, Snapshot
 from deskpilot.domain import ModelRef
 from deskpilot.evaluation.behavioral import BehavioralSuite
@@ -73,7 +73,6 @@ def train_and_register(
     registry: ModelRegistry,
     *,
     name: str,
-    code_dir: Path,
     policy: Policy | None = None,
     suite: BehavioralSuite | None = None,
     progress: Progress | None = None,
@@ -106,8 +105,9 @@ def train_and_register(
     decision = decide(evaluation, champion_eval, policy, seed=config.seed)
     say(f"gate: {decision.outcome} ({decision.reason()})")
     say(f"register as {name}")
+    environment = environment_tags()
     version = registry.register(
-        result.model, name=name, record=_run_record(snapshot, config, result, decision, code_dir)
+        result.model, name=name, record=_run_record(snapshot, config, result, decision, environment)
     )
     evaluation.model["uri"] = version.uri
     decision = replace(decision, challenger={**decision.challenger, "uri": version.uri})
@@ -116,7 +116,7 @@ def train_and_register(
         evaluation=evaluation,
         lineage={
             **result.model.manifest.lineage,
-            "code_version": environment_tags(code_dir)["deskpilot.git_commit"],
+            "code_version": environment[tags.GIT_COMMIT],
         },
         label_counts=snapshot.metadata.label_counts,
         decision=decision,
@@ -148,7 +148,11 @@ def train_and_register(
 
 
 def _run_record(
-    snapshot: Snapshot, config: TrainingConfig, result: TrainingResult, decision: GateDecision, code_dir: Path
+    snapshot: Snapshot,
+    config: TrainingConfig,
+    result: TrainingResult,
+    decision: GateDecision,
+    environment: dict[str, str],
 ) -> RunRecord:
     lineage = result.model.manifest.lineage
     return RunRecord(
@@ -161,12 +165,12 @@ def _run_record(
         },
         metrics={f"val_{k}": v for k, v in result.metrics.items()},
         tags={
-            "deskpilot.family": config.family,
-            "deskpilot.dataset_digest": snapshot.digest,
-            "deskpilot.source_file": snapshot.metadata.source_file,
-            "deskpilot.seed": str(config.seed),
+            tags.FAMILY: config.family,
+            tags.DATASET_DIGEST: snapshot.digest,
+            tags.SOURCE_FILE: snapshot.metadata.source_file,
+            tags.SEED: str(config.seed),
             **decision.tags(),
-            **environment_tags(code_dir),
+            **environment,
         },
     )
 

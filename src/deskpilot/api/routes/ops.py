@@ -33,7 +33,6 @@ async def readyz(service: ServiceDep) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(parts: PartsDep) -> Response:
-    parts.metrics.store_queue_depth.set(parts.service.writer.depth if parts.service.writer else 0)
     return Response(parts.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

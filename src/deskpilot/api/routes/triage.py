@@ -6,9 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
-from deskpilot.api.deps import AppParts, PartsDep, ServiceDep, TenantDep, charge
+from deskpilot.api.deps import PartsDep, ServiceDep, TenantDep, charge
 from deskpilot.api.schemas import (
     ErrorPublic,
     TriageBatchPublic,
@@ -19,6 +19,7 @@ from deskpilot.api.schemas import (
 from deskpilot.domain import Ticket
 from deskpilot.errors import PayloadTooLargeError, RequestValidationError
 from deskpilot.service.triage import Answer
+from deskpilot.workflows.serving import ServingStack
 
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorPublic} for code in (400, 401, 413, 415, 422, 429)
@@ -26,7 +27,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
 router = APIRouter(prefix="/v1", tags=["triage"], responses=ERRORS)
 
 
-def _tickets(items: Sequence[TriageRequest], parts: AppParts) -> list[Ticket]:
+def _tickets(items: Sequence[TriageRequest], parts: ServingStack) -> list[Ticket]:
     limit = parts.limits.max_text_length
     too_long = [i for i, item in enumerate(items) if len(item.text) > limit]
     if too_long:
@@ -69,16 +70,18 @@ def _json(payload: dict[str, Any]) -> Response:
 
 
 @router.post("/triage", response_model=TriagePublic, summary="Triage one message")
-async def triage(body: TriageRequest, tenant: TenantDep, service: ServiceDep, parts: PartsDep) -> Response:
+async def triage(
+    body: TriageRequest, tenant: TenantDep, service: ServiceDep, parts: PartsDep, request: Request
+) -> Response:
     tickets = _tickets([body], parts)
     charge(parts, tenant, 1)
-    answers = await service.triage(tenant.name, tickets)
+    answers = await service.triage(tenant.name, tickets, http_request_id=request.state.request_id)
     return _json(_public(answers[0], tickets[0]))
 
 
 @router.post("/triage/batch", response_model=TriageBatchPublic, summary="Triage several messages")
 async def triage_batch(
-    body: TriageBatchRequest, tenant: TenantDep, service: ServiceDep, parts: PartsDep
+    body: TriageBatchRequest, tenant: TenantDep, service: ServiceDep, parts: PartsDep, request: Request
 ) -> Response:
     if len(body.items) > parts.limits.max_batch_items:
         raise PayloadTooLargeError(
@@ -87,5 +90,5 @@ async def triage_batch(
         )
     tickets = _tickets(body.items, parts)
     charge(parts, tenant, len(tickets))
-    answers = await service.triage(tenant.name, tickets)
+    answers = await service.triage(tenant.name, tickets, http_request_id=request.state.request_id)
     return _json({"items": [_public(a, t) for a, t in zip(answers, tickets, strict=True)]})

@@ -1,9 +1,9 @@
 """The rollout guard: evaluates the rollback rules every second and steps the challenger back on a breach.
 
 A breach writes the rollback through the registry (so every replica follows) and the audit chain (so the
-reason is kept), counts ``deskpilot_rollbacks_total{rule}``, logs it, and reloads at once, so traffic is
-back on the champion within a second or two. With a ramp configured, a canary that holds every rule for
-``hold_s`` moves to the next share.
+reason is kept), reports each broken rule (the service counts ``deskpilot_rollbacks_total{rule}``), logs it,
+and reloads at once, so traffic is back on the champion within a second or two. With a ramp configured, a
+canary that holds every rule for ``hold_s`` moves to the next share.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
+from deskpilot.domain import Role
 from deskpilot.errors import DeskPilotError, RolloutConflictError
-from deskpilot.evaluation.policy import RolloutRules
-from deskpilot.rollout.monitor import CHALLENGER_ROLE, CHAMPION_ROLE, RolloutMonitor
-from deskpilot.rollout.rules import Breach, breaches
+from deskpilot.rollout.monitor import RolloutMonitor
+from deskpilot.rollout.rules import Breach, RolloutRules, breaches
 from deskpilot.rollout.state import RolloutState, Stage
-from deskpilot.service.metrics import ServiceMetrics
-from deskpilot.service.models import ModelManager
 
 logger = logging.getLogger(__name__)
 
@@ -27,24 +26,36 @@ RollbackAction = Callable[[str], RolloutState]  # reason -> new state
 RampAction = Callable[[float], RolloutState]  # next percent -> new state
 
 
+class ServedRollout(Protocol):
+    """What the guard needs of the models serving (the service's ``ModelManager``)."""
+
+    @property
+    def state(self) -> RolloutState: ...
+
+    @property
+    def challenger(self) -> object | None: ...
+
+    def refresh(self) -> bool: ...
+
+
 class RolloutGuard:
     def __init__(
         self,
-        models: ModelManager,
+        models: ServedRollout,
         monitor: RolloutMonitor,
         rules: RolloutRules,
-        metrics: ServiceMetrics,
         *,
         rollback: RollbackAction,
         ramp: RampAction | None = None,
         on_new_challenger: Callable[[], None] | None = None,
+        on_rollback: Callable[[str], None] | None = None,
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.models = models
         self.monitor = monitor
         self.rules = rules
-        self.metrics = metrics
+        self._on_rollback = on_rollback
         self._rollback = rollback
         self._ramp = ramp
         self._on_new_challenger = on_new_challenger
@@ -79,7 +90,7 @@ class RolloutGuard:
         self._follow(state)
         if state.stage is Stage.NONE or self.models.challenger is None:
             return []
-        found = breaches(self.rules, self.monitor.stats(CHALLENGER_ROLE), self.monitor.stats(CHAMPION_ROLE))
+        found = breaches(self.rules, self.monitor.stats(Role.CHALLENGER), self.monitor.stats(Role.CHAMPION))
         if found:
             await self._roll_back(found)
             return found
@@ -105,15 +116,16 @@ class RolloutGuard:
         except DeskPilotError as exc:
             logger.error("automatic rollback failed: %s", exc.message)
             return
-        for breach in found:
-            self.metrics.rollbacks.labels(breach.rule).inc()
+        if self._on_rollback is not None:
+            for breach in found:
+                self._on_rollback(breach.rule)
         logger.warning("rolled back the challenger", extra={"reason": reason})
         await asyncio.to_thread(self.models.refresh)
 
     async def _maybe_ramp(self, state: RolloutState) -> None:
         if self._ramp is None or state.stage is not Stage.CANARY or not self.rules.ramp:
             return
-        if self.monitor.stats(CHALLENGER_ROLE).requests < self.rules.min_requests:
+        if self.monitor.stats(Role.CHALLENGER).requests < self.rules.min_requests:
             return
         now = self._clock()
         if self._healthy_since is None:

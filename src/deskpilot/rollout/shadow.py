@@ -14,38 +14,51 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
-from deskpilot.domain import Route
-from deskpilot.models.artifact import predictions_from_proba
-from deskpilot.rollout.monitor import CHALLENGER_ROLE, RolloutMonitor
-from deskpilot.service.batcher import MicroBatcher
-from deskpilot.service.metrics import ServiceMetrics
+import numpy as np
+
+from deskpilot.domain import Role, Route, TriageDecision
+from deskpilot.models.artifact import TriageModel, predictions_from_proba
+from deskpilot.rollout.monitor import RolloutMonitor
 from deskpilot.store.records import ShadowRecord
-
-if TYPE_CHECKING:
-    from deskpilot.service.models import LoadedModel
-    from deskpilot.service.triage import Answer
 
 logger = logging.getLogger(__name__)
 REMEMBERED = 100_000
 
 
+class ServedModel(Protocol):
+    """A loaded, registered version (the service's ``LoadedModel``)."""
+
+    @property
+    def model(self) -> TriageModel: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+
+#: Scores texts with the challenger: its probabilities and the version that produced them.
+ChallengerPredict = Callable[[list[str]], Awaitable[tuple[np.ndarray, ServedModel]]]
+
+
 class ShadowScorer:
     def __init__(
         self,
-        batcher: MicroBatcher[LoadedModel],
+        predict: ChallengerPredict,
         monitor: RolloutMonitor,
-        metrics: ServiceMetrics,
         *,
         timeout_s: float,
         max_inflight: int = 512,
         on_answers: Callable[[list[ShadowRecord]], None] | None = None,
+        on_shed: Callable[[int], None] | None = None,
     ) -> None:
-        self._batcher = batcher
+        self._predict = predict
         self._monitor = monitor
-        self._metrics = metrics
+        self._on_shed = on_shed
         self.timeout_s = timeout_s
         self._max_inflight = max_inflight
         self._on_answers = on_answers
@@ -57,32 +70,33 @@ class ShadowScorer:
     def inflight(self) -> int:
         return self._inflight
 
-    def submit(self, tenant: str, texts: Sequence[str], answers: Sequence[Answer]) -> None:
-        """Schedule the challenger on these texts of ``tenant``; never blocks, sheds under load."""
+    def submit(self, tenant: str, texts: Sequence[str], decisions: Sequence[TriageDecision]) -> None:
+        """Schedule the challenger on these texts of ``tenant`` (the champion's ``decisions`` on them);
+        never blocks, sheds under load."""
         if self._inflight + len(texts) > self._max_inflight:
-            self._metrics.shadow_shed.inc(len(texts))
+            if self._on_shed is not None:
+                self._on_shed(len(texts))
             return
         self._inflight += len(texts)
-        task = asyncio.get_running_loop().create_task(self._score(tenant, list(texts), list(answers)))
+        task = asyncio.get_running_loop().create_task(self._score(tenant, list(texts), list(decisions)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _score(self, tenant: str, texts: list[str], answers: list[Answer]) -> None:
+    async def _score(self, tenant: str, texts: list[str], decisions: list[TriageDecision]) -> None:
         started = time.perf_counter()
         try:
-            probs, loaded = await asyncio.wait_for(self._batcher.predict(texts), self.timeout_s)
+            probs, loaded = await asyncio.wait_for(self._predict(texts), self.timeout_s)
         except Exception as exc:  # a failing shadow is measured, never felt by callers
-            self._monitor.observe_call(CHALLENGER_ROLE, (time.perf_counter() - started) * 1000.0, error=True)
+            self._monitor.observe_call(Role.CHALLENGER, (time.perf_counter() - started) * 1000.0, error=True)
             logger.warning("shadow model failed: %s: %s", type(exc).__name__, exc)
             return
         finally:
             self._inflight -= len(texts)
-        self._monitor.observe_call(CHALLENGER_ROLE, (time.perf_counter() - started) * 1000.0, error=False)
+        self._monitor.observe_call(Role.CHALLENGER, (time.perf_counter() - started) * 1000.0, error=False)
         shadow = []
-        for answer, prediction in zip(
-            answers, predictions_from_proba(probs, loaded.model.classes), strict=True
+        for champion, prediction in zip(
+            decisions, predictions_from_proba(probs, loaded.model.classes), strict=True
         ):
-            champion = answer.decision
             if not champion.prediction.intent or champion.fallback:
                 continue
             route = loaded.model.route_for(prediction.confidence)

@@ -1,0 +1,218 @@
+"""The one audit policy: the use case appends its own entry, and an entry that cannot be written fails the
+action, except for the few actions that must never wait for the store (ADR 0010).
+
+* :meth:`AuditRecorder.ready` is called *before* an action changes anything: a store that refuses appends
+  (schema behind, database of newer code, unreachable) stops the action there, with nothing changed.
+* :meth:`AuditRecorder.record` appends after the change. Should the append still fail (the store went away
+  in between), the action fails with :class:`AuditWriteError`, whose message says the change itself was made.
+* :data:`DEFERRABLE` actions (key changes, above all revocations, and the service's automatic rollback) go
+  ahead while the store is *unreachable*: their entry is queued in a local file and appended, in order and
+  marked as deferred, by the next append that reaches the store. A store that answers but refuses (schema
+  behind) fails them too: that needs the operator, not time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deskpilot.config import Settings
+from deskpilot.errors import AuditWriteError, StoreError, StoreUnavailableError
+from deskpilot.store.audit import AuditAction, AuditEntry, AuditLog, default_actor
+from deskpilot.workflows.build import existing_store_url, writable_store_url
+
+if TYPE_CHECKING:
+    from deskpilot.store.audit_sql import SqlAuditLog
+
+logger = logging.getLogger(__name__)
+
+DEFERRABLE = frozenset({AuditAction.KEY_CREATE, AuditAction.KEY_REVOKE, AuditAction.AUTO_ROLLBACK})
+PENDING_FILE = "audit-pending.jsonl"
+
+
+@dataclass(frozen=True)
+class AuditReceipt:
+    """What became of one entry: appended as ``seq``, or queued until the store returns."""
+
+    action: str
+    target: str
+    seq: int | None
+    queued: bool = False
+
+    def describe(self) -> str:
+        if self.queued:
+            return f"audit entry queued until the store is reachable ({self.action} {self.target})"
+        return f"audited as entry {self.seq} ({self.action} {self.target})"
+
+
+class PendingEntries:
+    """Entries of deferrable actions waiting for the store, one JSON object a line; safe across processes
+    (an exclusive ``flock`` around every read and write)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[Any]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield handle
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def add(self, actor: str, action: str, target: str, reason: str, payload: dict[str, Any]) -> None:
+        line = {"actor": actor, "action": action, "target": target, "reason": reason, "payload": payload}
+        line["queued_at"] = datetime.now(UTC).isoformat(timespec="microseconds")
+        with self._locked() as handle:
+            handle.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def count(self) -> int:
+        if not self.path.exists():
+            return 0
+        with self._locked() as handle:
+            handle.seek(0)
+            return sum(1 for line in handle if line.strip())
+
+    def drain(self, log: AuditLog) -> int:
+        """Append every queued entry to ``log``, oldest first; the file keeps what was not written."""
+        if not self.path.exists():
+            return 0
+        with self._locked() as handle:
+            handle.seek(0)
+            waiting = [json.loads(line) for line in handle if line.strip()]
+            written = 0
+            try:
+                for item in waiting:
+                    payload = {**item["payload"], "deferred": True, "queued_at": item["queued_at"]}
+                    log.append(item["actor"], item["action"], item["target"], item["reason"], payload)
+                    written += 1
+            finally:
+                handle.seek(0)
+                handle.truncate()
+                for item in waiting[written:]:
+                    handle.write(json.dumps(item, ensure_ascii=False, sort_keys=True) + "\n")
+                handle.flush()
+        if written:
+            logger.info("wrote %d deferred audit entries", written)
+        return written
+
+
+class AuditRecorder:
+    """The audit chain as the use cases write it; also the ``AuditTrail`` that rollout actions append to."""
+
+    def __init__(
+        self,
+        log: AuditLog | Callable[[], AuditLog],
+        *,
+        pending: PendingEntries | None = None,
+        actor: str | None = None,
+    ) -> None:
+        """``log`` is either a log the caller keeps open and closes (a server's), or a function that opens
+        one for each use, closed right after (a command's)."""
+        self._log = log
+        self.pending = pending
+        self.actor = actor or default_actor()
+        self.receipts: list[AuditReceipt] = []
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[AuditLog]:
+        if isinstance(self._log, AuditLog):
+            yield self._log
+            return
+        log = self._log()
+        try:
+            yield log
+        finally:
+            log.close()
+
+    def ready(self, action: AuditAction) -> None:
+        """Raise unless an entry for ``action`` can be kept: call it before the action changes anything."""
+        try:
+            with self._session() as log:
+                log.head()
+                if self.pending is not None:
+                    self.pending.drain(log)
+        except StoreUnavailableError:
+            if action in DEFERRABLE and self.pending is not None:
+                return
+            raise
+
+    def record(
+        self,
+        action: AuditAction,
+        target: str,
+        reason: str,
+        payload: dict[str, Any],
+        *,
+        actor: str | None = None,
+    ) -> AuditReceipt:
+        """Append the entry of an action that happened; queue it (deferrable actions, store unreachable) or
+        raise :class:`AuditWriteError`."""
+        who = actor or self.actor
+        try:
+            with self._session() as log:
+                if self.pending is not None:
+                    self.pending.drain(log)
+                entry: AuditEntry = log.append(who, str(action), target, reason, payload)
+        except StoreUnavailableError as error:
+            if action in DEFERRABLE and self.pending is not None:
+                self.pending.add(who, str(action), target, reason, payload)
+                logger.warning("audit entry queued, store unavailable: %s", error.message)
+                return self._keep(AuditReceipt(str(action), target, None, queued=True))
+            raise _unwritten(action, target, error) from error
+        except StoreError as error:
+            raise _unwritten(action, target, error) from error
+        return self._keep(AuditReceipt(str(action), target, entry.seq))
+
+    def append(
+        self, actor: str, action: str, target: str, reason: str, payload: dict[str, Any]
+    ) -> AuditReceipt:
+        """The ``AuditTrail`` protocol of :mod:`deskpilot.rollout.actions`."""
+        return self.record(AuditAction(action), target, reason, payload, actor=actor)
+
+    def _keep(self, receipt: AuditReceipt) -> AuditReceipt:
+        self.receipts.append(receipt)
+        return receipt
+
+
+def _unwritten(action: AuditAction, target: str, error: StoreError) -> AuditWriteError:
+    return AuditWriteError(
+        f"the audit entry could not be written: {error.message} ({action} {target} was done all the same)",
+        details={"action": str(action), "target": target, "cause": error.code},
+    )
+
+
+def open_audit(settings: Settings, *, actor: str | None = None) -> AuditRecorder:
+    """The recorder for the store the settings point at (a SQLite store is created or upgraded on first
+    use), queueing deferrable entries under the home folder."""
+    from deskpilot.store.audit_sql import SqlAuditLog
+
+    @functools.cache
+    def url() -> str:  # migrate a SQLite store once per recorder, not once per append
+        return writable_store_url(settings)
+
+    return AuditRecorder(
+        lambda: SqlAuditLog(url()),
+        pending=PendingEntries(settings.home / PENDING_FILE),
+        actor=actor,
+    )
+
+
+def open_audit_for_reading(settings: Settings) -> SqlAuditLog:
+    """The log in the store; a missing SQLite file is an error, not an empty (and so 'intact') log."""
+    from deskpilot.store.audit_sql import SqlAuditLog
+
+    return SqlAuditLog(existing_store_url(settings, "nothing was audited here yet"))

@@ -1,0 +1,92 @@
+"""Datasets as the use cases take them: read and check against the contract, snapshot, split.
+
+A dataset that breaks the contract raises :class:`InvalidDatasetError`, which carries the full validation
+report, so a command can show every located problem and a route can return them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deskpilot.config import Settings
+from deskpilot.data.contracts import ValidationReport, validate_table
+from deskpilot.data.io import RawTable, read_table
+from deskpilot.data.snapshots import LABEL, TEXT, Snapshot, SnapshotStore
+from deskpilot.data.splits import find_leakage, split_frame
+from deskpilot.errors import ContractViolationError
+from deskpilot.workflows.build import build_contract, build_redactor
+
+
+class InvalidDatasetError(ContractViolationError):
+    """The dataset breaks the contract; ``report`` holds every rule and located example."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        super().__init__(
+            f"{report.file}: {report.n_invalid_rows:,} rows break the data contract",
+            details={"file": str(report.file), "rules": [r.rule for r in report.errors]},
+        )
+        self.report = report
+
+
+@dataclass(frozen=True)
+class CheckedTable:
+    table: RawTable
+    report: ValidationReport
+
+
+def load_and_validate(
+    settings: Settings,
+    data: Path,
+    *,
+    text_column: str,
+    label_column: str | None,
+    max_text_length: int | None = None,
+    min_per_class: int | None = None,
+    labels_file: Path | None = None,
+    max_examples: int | None = None,
+) -> CheckedTable:
+    """Read ``data`` and check it against the contract built from the options and settings (no raise on a
+    broken contract: the report says it; see :func:`require_valid`)."""
+    contract = build_contract(
+        settings,
+        text_column=text_column,
+        label_column=label_column,
+        max_text_length=max_text_length,
+        min_per_class=min_per_class,
+        labels_file=labels_file,
+    )
+    table = read_table(data)
+    options = {} if max_examples is None else {"max_examples": max_examples}
+    return CheckedTable(table, validate_table(table, contract, **options))
+
+
+def require_valid(checked: CheckedTable, *, allow_invalid: bool = False) -> CheckedTable:
+    """The checked table, or :class:`InvalidDatasetError` when rows break the contract (unless allowed)."""
+    if not checked.report.ok and not allow_invalid:
+        raise InvalidDatasetError(checked.report)
+    return checked
+
+
+def store_snapshot(
+    settings: Settings,
+    checked: CheckedTable,
+    *,
+    pii_patterns: list[str] | None = None,
+    drop_invalid: bool = False,
+) -> Snapshot:
+    """Redact and store a validated table as an immutable, content-addressed snapshot."""
+    store = SnapshotStore(settings.snapshot_dir)
+    return store.create(
+        checked.table, checked.report, build_redactor(pii_patterns), drop_invalid=drop_invalid
+    )
+
+
+def split_summary(snapshot: Snapshot, *, seed: int, validation_fraction: float) -> dict[str, Any]:
+    """The split of a snapshot and its leakage check, as a printable mapping."""
+    frame = snapshot.frame
+    split = split_frame(frame, digest=snapshot.digest, seed=seed, validation_fraction=validation_fraction)
+    leakage = find_leakage(frame[TEXT].iloc[split.train], frame[TEXT].iloc[split.validation])
+    validation_labels = frame[LABEL].iloc[split.validation].nunique()
+    return {**split.summary(), "validation_labels": int(validation_labels), "leakage": leakage.to_dict()}

@@ -1,0 +1,235 @@
+"""Evaluate a registered version on labelled data, and gate it against the champion (recorded and audited)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deskpilot import tags
+from deskpilot.config import Settings
+from deskpilot.data.columns import classify, trimmed_labels
+from deskpilot.domain import ModelRef
+from deskpilot.errors import UsageError
+from deskpilot.evaluation.behavioral import BehavioralSuite, GeneratedSpec, load_suite
+from deskpilot.evaluation.evaluate import Evaluation, EvaluationData, EvaluationOptions, evaluate
+from deskpilot.evaluation.gate import GateDecision, decide
+from deskpilot.evaluation.report import write_report
+from deskpilot.registry.base import CHAMPION, ModelRegistry, ModelVersion
+from deskpilot.store.audit import AuditAction
+from deskpilot.workflows.audit import AuditReceipt, AuditRecorder, open_audit
+from deskpilot.workflows.build import build_redactor, build_registry, load_policies, parse_model_uri
+from deskpilot.workflows.datasets import load_and_validate, require_valid
+
+SUITE_FILE = "behavioral.yaml"
+
+
+@dataclass(frozen=True)
+class LabelledData:
+    """Where the labelled rows come from and how to read them."""
+
+    path: Path
+    text_column: str = "text"
+    label_column: str = "label"
+    pii_patterns: list[str] | None = None
+    suite: Path | None = None  # behavioral suite; default: the one beside the data, else generated
+
+
+@dataclass(frozen=True)
+class Scored:
+    version: ModelVersion
+    evaluation: Evaluation
+    champion: Evaluation | None
+
+
+@dataclass(frozen=True)
+class EvaluationOutcome:
+    scored: Scored
+    report_files: tuple[Path, Path] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = self.scored.evaluation.to_dict()
+        if self.report_files is not None:
+            payload["report"] = {"html": str(self.report_files[0]), "markdown": str(self.report_files[1])}
+        return payload
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    version: ModelVersion
+    decision: GateDecision
+    audit: AuditReceipt | None  # None when the decision was not recorded
+
+
+def resolve_suite(data: Path, suite: Path | None) -> BehavioralSuite:
+    """The suite named, else the one stored beside the data, else generated perturbations only."""
+    if suite is not None:
+        return load_suite(suite)
+    beside = data.with_name(SUITE_FILE)
+    if beside.is_file():
+        return load_suite(beside)
+    return BehavioralSuite(source="<generated perturbations>", generated=GeneratedSpec())
+
+
+def load_evaluation_data(
+    settings: Settings,
+    data: Path,
+    *,
+    text_column: str,
+    label_column: str,
+    pii_patterns: list[str] | None = None,
+) -> EvaluationData:
+    """Labelled rows (any count per label) checked, trimmed and redacted the way a snapshot stores them."""
+    checked = require_valid(
+        load_and_validate(settings, data, text_column=text_column, label_column=label_column, min_per_class=1)
+    )
+    frame = checked.table.frame
+    texts, _ = build_redactor(pii_patterns).redact_many([str(t).strip() for t in frame[text_column]])
+    labels = frame[label_column]
+    extras = {
+        str(c): frame[c].astype(str).tolist() for c in frame.columns if c not in (text_column, label_column)
+    }
+    return EvaluationData(
+        texts=texts,
+        labels=[str(label) for label in trimmed_labels(labels, classify(labels))],
+        source=str(data),
+        extras=extras,
+    )
+
+
+def evaluate_version(
+    registry: ModelRegistry,
+    ref: ModelRef,
+    data: EvaluationData,
+    suite: BehavioralSuite,
+    options: EvaluationOptions,
+) -> Evaluation:
+    version = registry.get(ref)
+    model = registry.load(ref)
+    info = {"name": version.name, "uri": version.uri, "aliases": list(version.aliases)}
+    try:
+        return evaluate(model, data, model_info=info, suite=suite, options=options)
+    except ValueError as exc:
+        raise UsageError(f"{version.uri} on {data.source}: {exc}") from exc
+
+
+def score(
+    settings: Settings,
+    registry: ModelRegistry,
+    model_uri: str,
+    data: LabelledData,
+    options: EvaluationOptions,
+    *,
+    with_champion: bool,
+) -> Scored:
+    """Evaluate the model (and, when asked, the current champion) on the same redacted rows."""
+    ref = parse_model_uri(model_uri)
+    version = registry.get(ref)
+    rows = load_evaluation_data(
+        settings,
+        data.path,
+        text_column=data.text_column,
+        label_column=data.label_column,
+        pii_patterns=data.pii_patterns,
+    )
+    suite = resolve_suite(data.path, data.suite)
+    evaluation = evaluate_version(registry, ref, rows, suite, options)
+    champion_ref = _champion_ref(registry, ref) if with_champion else None
+    champion = None
+    if champion_ref is not None:
+        champion = evaluate_version(registry, champion_ref, rows, suite, options)
+    return Scored(version, evaluation, champion)
+
+
+def evaluate_model(
+    settings: Settings,
+    model_uri: str,
+    data: LabelledData,
+    options: EvaluationOptions,
+    *,
+    report_dir: Path | None = None,
+    compare: bool = True,
+    registry: ModelRegistry | None = None,
+) -> EvaluationOutcome:
+    """Metrics of a registered version on labelled data; with ``report_dir``, the HTML and Markdown report
+    (beside the champion's numbers when ``compare``)."""
+    scored = score(
+        settings,
+        registry or build_registry(settings),
+        model_uri,
+        data,
+        options,
+        with_champion=compare and report_dir is not None,  # the champion only appears in the report
+    )
+    files = None
+    if report_dir is not None:
+        title = f"{model_uri} on {data.path.name}"
+        files = write_report(report_dir, scored.evaluation, scored.champion, None, title=title)
+    return EvaluationOutcome(scored, files)
+
+
+def gate_model(
+    settings: Settings,
+    model_uri: str,
+    data: LabelledData,
+    *,
+    policy_file: Path | None = None,
+    seed: int = 0,
+    record: bool = True,
+    report_dir: Path | None = None,
+    registry: ModelRegistry | None = None,
+    audit: AuditRecorder | None = None,
+) -> GateOutcome:
+    """Apply the gate policy to a version against the champion on ``data``; when ``record``, store the
+    decision with the version and append it to the audit chain."""
+    rules = load_policies(policy_file).gate
+    registry = registry or build_registry(settings)
+    if record:
+        audit = audit or open_audit(settings)
+        audit.ready(AuditAction.GATE)
+    options = EvaluationOptions(
+        n_boot=rules.bootstrap, seed=seed, per_class_min_support=rules.per_class_min_support
+    )
+    scored = score(settings, registry, model_uri, data, options, with_champion=True)
+    version = scored.version
+    decision = decide(scored.evaluation, scored.champion, rules, seed=seed)
+    receipt = None
+    if record and audit is not None:
+        record_gate(registry, version, decision)
+        receipt = audit_gate(audit, version.uri, decision)
+    if report_dir is not None:
+        title = f"gate: {version.uri} on {data.path.name}"
+        write_report(report_dir, scored.evaluation, scored.champion, decision, title=title)
+    return GateOutcome(version, decision, receipt)
+
+
+def record_gate(registry: ModelRegistry, version: ModelVersion, decision: GateDecision) -> None:
+    """Keep the decision with the version: its tags and a timestamped JSON document."""
+    stamp = decision.decided_at.replace(":", "").replace("-", "")
+    registry.annotate(
+        version.name,
+        version.version,
+        tags={**decision.tags(), tags.GATE_AT: decision.decided_at},
+        documents={f"gate_decision-{stamp}.json": json.dumps(decision.to_dict(), indent=2, default=str)},
+    )
+
+
+def audit_gate(audit: AuditRecorder, uri: str, decision: GateDecision) -> AuditReceipt:
+    """Gate decisions belong in the audit chain beside the promotions they allow."""
+    payload = {
+        "outcome": decision.outcome,
+        "policy": decision.policy,
+        "champion": (decision.champion or {}).get("uri"),
+        "failed_rules": [f"{r.kind} {r.metric}" for r in decision.failures],
+        "compared_rows": decision.compared_rows,
+    }
+    return audit.record(AuditAction.GATE, uri, decision.reason()[:500], payload)
+
+
+def _champion_ref(registry: ModelRegistry, ref: ModelRef) -> ModelRef | None:
+    """The champion to compare against, unless there is none or it is the model itself."""
+    champion = registry.alias_version(ref.name, CHAMPION)
+    if champion is None or champion == registry.get(ref).version:
+        return None
+    return ModelRef(ref.name, version=champion)

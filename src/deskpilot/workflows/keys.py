@@ -1,0 +1,90 @@
+"""API keys: create and revoke them in the keys file the server re-reads, each change audited.
+
+Key changes are deferrable audit actions: while the store is unreachable they go ahead and their entries
+wait in the local queue (so a leaked key can be revoked during a database outage); a store that refuses
+appends stops a ``create`` before the key exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deskpilot.config import Settings
+from deskpilot.errors import AuditWriteError, UsageError
+from deskpilot.service.keys import (
+    KeyRecord,
+    config_key_records,
+    create_key,
+    list_keys,
+    revoke_key,
+    validate_tenant,
+)
+from deskpilot.store.audit import AuditAction
+from deskpilot.workflows.audit import AuditReceipt, AuditRecorder, open_audit
+
+
+@dataclass(frozen=True)
+class NewKey:
+    raw_key: str  # shown once, never stored
+    record: KeyRecord
+    audit: AuditReceipt
+
+
+@dataclass(frozen=True)
+class RevokedKey:
+    """A revocation, which stands even when its audit entry failed (``audit_error``: the caller must fail
+    after saying the key is revoked)."""
+
+    record: KeyRecord
+    audit: AuditReceipt | None
+    audit_error: AuditWriteError | None = None
+
+
+def create(
+    settings: Settings,
+    tenant: str,
+    *,
+    label: str | None = None,
+    reason: str = "created",
+    audit: AuditRecorder | None = None,
+) -> NewKey:
+    """A new key for ``tenant``; only its hash is stored."""
+    validate_tenant(tenant)
+    audit = audit or open_audit(settings)
+    audit.ready(AuditAction.KEY_CREATE)
+    raw_key, record = create_key(settings.keys_file, tenant, label=label)
+    return NewKey(raw_key, record, _audit(audit, AuditAction.KEY_CREATE, record, reason))
+
+
+def revoke(
+    settings: Settings,
+    key_id: str,
+    *,
+    reason: str = "revoked",
+    audit: AuditRecorder | None = None,
+) -> RevokedKey:
+    """Revoke a key of the keys file; a running server stops accepting it within about a second.
+
+    The revocation is never held back by the audit: it happens first, and an entry that then cannot be
+    written is returned as ``audit_error``.
+    """
+    configured = {r.key_id for r in config_key_records(settings.api_keys)}
+    if key_id in configured:
+        raise UsageError(f"key {key_id} comes from DESKPILOT_API_KEYS: remove it from the configuration")
+    audit = audit or open_audit(settings)
+    record = revoke_key(settings.keys_file, key_id)
+    try:
+        return RevokedKey(record, _audit(audit, AuditAction.KEY_REVOKE, record, reason))
+    except AuditWriteError as error:
+        return RevokedKey(record, None, error)
+
+
+def listing(settings: Settings, *, tenant: str | None = None) -> list[KeyRecord]:
+    """Keys from the configuration and the keys file, by id, tenant, label and status; never secrets."""
+    records = config_key_records(settings.api_keys) + list_keys(settings.keys_file)
+    return [r for r in records if tenant is None or r.tenant == tenant]
+
+
+def _audit(audit: AuditRecorder, action: AuditAction, record: KeyRecord, reason: str) -> AuditReceipt:
+    payload = {"key_id": record.key_id, "tenant": record.tenant, "label": record.label}
+    return audit.record(action, f"{record.tenant}/{record.key_id}", reason, payload)

@@ -1,0 +1,218 @@
+"""Assemble the triage service from settings: everything the HTTP app serves with, and no web framework.
+
+:class:`ServingStack` is built in two steps. Construction reads and checks what can be wrong in the settings
+(policy file, keys, limits, tracing), so a bad setting fails before a server starts; :meth:`start` (on the
+running event loop) migrates a local SQLite store, loads the models, starts the registry watcher, the store
+writers and the rollout guard; :meth:`stop` stops them all. Tests pass their own registry, store, audit log
+or key ring through :class:`Overrides` (real ones in a temp folder, or fakes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from deskpilot.config import Settings
+from deskpilot.domain import Role
+from deskpilot.registry.base import ModelRegistry
+from deskpilot.rollout import actions
+from deskpilot.rollout.guard import RolloutGuard
+from deskpilot.rollout.monitor import RolloutMonitor
+from deskpilot.rollout.state import RolloutState
+from deskpilot.service.keys import KeyRing
+from deskpilot.service.metrics import ServiceMetrics
+from deskpilot.service.models import LOAD_FAILED, LoadedModel, ModelManager, ModelWatcher
+from deskpilot.service.observability import build_tracer
+from deskpilot.service.ratelimit import TokenBucketLimiter
+from deskpilot.service.triage import ServiceLimits, TriageService
+from deskpilot.store import migrate
+from deskpilot.store.audit import AuditLog
+from deskpilot.store.base import DecisionStore
+from deskpilot.store.writer import BufferedWriter, ShadowWriter
+from deskpilot.workflows.audit import PENDING_FILE, AuditRecorder, PendingEntries
+from deskpilot.workflows.build import load_policies
+
+SERVICE_ACTOR = "deskpilot-service"
+
+
+@dataclass
+class Overrides:
+    """Parts a caller (a test, an embedding program) supplies instead of building them from settings."""
+
+    registry: ModelRegistry | None = None
+    store: DecisionStore | None = None
+    audit: AuditLog | None = None
+    keys: KeyRing | None = None
+    span_exporter: list[SpanExporter] = field(default_factory=list)  # filled with the exporter in use
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    max_text_length: int
+    max_batch_items: int
+
+
+def worker_share_limiter(settings: Settings) -> TokenBucketLimiter:
+    """Token buckets for this process: with N workers, each enforces 1/N of every tenant's rate and burst.
+
+    Connections spread over the workers about evenly, so the tenant's total stays near its limit without a
+    shared counter; a tenant whose traffic all lands on one worker is held to that worker's share.
+    """
+    n = settings.workers
+
+    def share(rate: float, burst: int) -> tuple[float, int]:
+        return rate / n, -(-burst // n)  # ceiling: a positive burst never rounds down to nothing
+
+    overrides = {tenant: share(*limit) for tenant, limit in settings.tenant_rate_limits.items()}
+    return TokenBucketLimiter(
+        *share(settings.rate_limit_per_s, settings.rate_limit_burst), overrides=overrides
+    )
+
+
+class ServingStack:
+    """The triage service and everything around it for one server process."""
+
+    def __init__(self, settings: Settings, overrides: Overrides | None = None) -> None:
+        self.settings = settings
+        self._given = overrides or Overrides()
+        self.rules = load_policies(settings.policy_file).rollout
+        self.keys = self._given.keys or KeyRing(settings.keys_file, settings.api_keys)
+        self.limiter = worker_share_limiter(settings)
+        self.limits = RequestLimits(
+            max_text_length=settings.max_text_length, max_batch_items=settings.max_batch_items
+        )
+        self.metrics = ServiceMetrics()
+        self.tracer, exporter = build_tracer(settings.tracing)
+        if exporter is not None:
+            self._given.span_exporter.append(exporter)
+        self._service: TriageService | None = None
+        self._watcher: ModelWatcher | None = None
+        self._guard: RolloutGuard | None = None
+        self._audit: AuditRecorder | None = None
+        self._own_audit: AuditLog | None = None
+
+    @property
+    def service(self) -> TriageService:
+        if self._service is None:
+            raise RuntimeError("ServingStack.start() was not awaited")
+        return self._service
+
+    async def start(self) -> None:
+        settings, given = self.settings, self._given
+        registry = given.registry or _registry(settings)
+        url = settings.resolved_database_url
+        if url.startswith("sqlite") and (given.store is None or given.audit is None):
+            await asyncio.to_thread(migrate.upgrade, url)  # a local file: create or update it in place
+        store = given.store or _store(url)
+        self._own_audit = None if given.audit is not None else _audit_log(url)
+        audit_log = given.audit or self._own_audit
+        assert audit_log is not None
+        self._audit = AuditRecorder(
+            audit_log, pending=PendingEntries(settings.home / PENDING_FILE), actor=SERVICE_ACTOR
+        )
+        manager = ModelManager(registry, settings.model_name, on_event=self._on_model_event)
+        await asyncio.to_thread(manager.refresh)
+        self._watcher = ModelWatcher(manager, settings.reload_interval_s)
+        self._watcher.start()
+        monitor = RolloutMonitor(window_s=self.rules.window_s)
+        self._service = TriageService(
+            manager,
+            monitor=monitor,
+            store=store,
+            writer=self._decision_writer(store),
+            shadow_writer=self._shadow_writer(store),
+            metrics=self.metrics,
+            limits=ServiceLimits(
+                max_batch=settings.micro_batch_max,
+                max_wait_ms=settings.micro_batch_wait_ms,
+                model_timeout_s=settings.model_timeout_s,
+            ),
+            tracer=self.tracer,
+        )
+        await self._service.start()
+        self._guard = RolloutGuard(
+            manager,
+            monitor,
+            self.rules,
+            rollback=lambda reason: self.automatic_rollback(registry, reason),
+            ramp=lambda percent: self.automatic_ramp(registry, percent),
+            on_new_challenger=self._service.forget_shadow,
+            on_rollback=lambda rule: self.metrics.rollbacks.labels(rule).inc(),
+            interval_s=settings.guard_interval_s,
+        )
+        self._guard.start()
+
+    async def stop(self) -> None:
+        if self._guard is not None:
+            await self._guard.stop()
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._service is not None:
+            await self._service.close()
+        if self._own_audit is not None:
+            self._own_audit.close()  # a log the caller handed in is the caller's to close
+        self.metrics.process_exited()
+
+    def _on_model_event(self, event: str, role: Role, loaded: LoadedModel | None, detail: str) -> None:
+        if event == LOAD_FAILED:
+            self.metrics.model_load_failures.labels(role).inc()
+        elif loaded is not None:
+            self.metrics.set_model(role, loaded.name, loaded.version, loaded.family)
+
+    def automatic_rollback(self, registry: ModelRegistry, reason: str) -> RolloutState:
+        """The guard's rollback: written through the registry, audited as ``auto_rollback`` (deferrable)."""
+        if self._audit is None:
+            raise RuntimeError("ServingStack.start() was not awaited")
+        name = self.settings.model_name
+        return actions.rollback(
+            registry, self._audit, name, actor=SERVICE_ACTOR, reason=reason, automatic=True
+        )
+
+    def automatic_ramp(self, registry: ModelRegistry, percent: float) -> RolloutState:
+        """The guard's canary ramp, audited as ``ramp``."""
+        if self._audit is None:
+            raise RuntimeError("ServingStack.start() was not awaited")
+        name, reason = self.settings.model_name, "every rollback rule held"
+        return actions.ramp(registry, self._audit, name, percent=percent, actor=SERVICE_ACTOR, reason=reason)
+
+    def _decision_writer(self, store: DecisionStore) -> BufferedWriter:
+        return BufferedWriter(
+            store,
+            max_buffer=self.settings.store_buffer,
+            on_drop=self.metrics.store_dropped.inc,
+            on_depth=self.metrics.store_queue_depth.set,
+            logger=logging.getLogger("deskpilot.store"),
+        )
+
+    def _shadow_writer(self, store: DecisionStore) -> ShadowWriter:
+        return ShadowWriter(
+            store,
+            max_buffer=self.settings.store_buffer,
+            on_drop=self.metrics.shadow_log_dropped.inc,
+            logger=logging.getLogger("deskpilot.store"),
+        )
+
+
+def _registry(settings: Settings) -> ModelRegistry:
+    from deskpilot.registry.mlflow_registry import MlflowRegistry
+
+    return MlflowRegistry(
+        settings.resolved_tracking_uri,
+        artifact_root=settings.artifact_root,
+        cache_dir=settings.model_cache_dir,
+    )
+
+
+def _store(url: str) -> DecisionStore:
+    from deskpilot.store.sql import SqlStore
+
+    return SqlStore(url)
+
+
+def _audit_log(url: str) -> AuditLog:
+    from deskpilot.store.audit_sql import SqlAuditLog
+
+    return SqlAuditLog(url)
