@@ -158,7 +158,7 @@ def test_a_request_is_traced_through_triage_batch_and_model(
     (batch,) = [
         s
         for s in spans
-        if s.name == "batch primary" and any(link.context.trace_id == trace_id for link in s.links)
+        if s.name == "batch champion" and any(link.context.trace_id == trace_id for link in s.links)
     ]
     (link,) = [link for link in batch.links if link.context.trace_id == trace_id]
     assert link.context.span_id == triage.context.span_id  # the batch links every request it served
@@ -167,7 +167,7 @@ def test_a_request_is_traced_through_triage_batch_and_model(
     (model,) = [
         s
         for s in spans
-        if s.name == "model primary" and s.parent and s.parent.span_id == batch.context.span_id
+        if s.name == "model champion" and s.parent and s.parent.span_id == batch.context.span_id
     ]
     assert model.context.trace_id == batch.context.trace_id
     times = (batch.start_time, model.start_time, model.end_time, batch.end_time)

@@ -8,15 +8,18 @@ import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from deskpilot.config import Settings
 from deskpilot.domain import ModelRef, Role
+from deskpilot.errors import StoreUnavailableError
 from deskpilot.registry.memory import InMemoryRegistry
-from deskpilot.rollout.actions import promote
+from deskpilot.rollout.actions import promote, read_state
 from deskpilot.store.audit import InMemoryAuditLog
 from deskpilot.store.memory import InMemoryStore
+from deskpilot.workflows.audit import PENDING_FILE, PendingEntries
 from deskpilot.workflows.serving import Overrides, ServingStack
 from tests.unit.service_fakes import MODEL_NAME, installed, register, scripted_model
 
@@ -96,3 +99,40 @@ def test_an_automatic_rollback_is_audited_by_the_service(tmp_path: Path) -> None
         "automatic rollback: test",
     )
     assert audit.verify().ok
+
+
+class UnreachableLog(InMemoryAuditLog):
+    """An audit store that cannot be reached."""
+
+    def head(self) -> Any:
+        raise StoreUnavailableError("the store is down")
+
+    def append(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailableError("the store is down")
+
+
+def test_with_the_store_down_a_rollback_goes_ahead_queued_and_a_ramp_waits(tmp_path: Path) -> None:
+    registry = InMemoryRegistry()
+    champion = register(registry, scripted_model())
+    challenger = register(registry, scripted_model())
+    registry.set_alias(MODEL_NAME, "champion", champion)
+    ref = ModelRef(MODEL_NAME, version=challenger)
+    promote(registry, InMemoryAuditLog(), ref, to="canary", percent=5, actor="t", reason="r")
+    settings = Settings(home=tmp_path, model_name=MODEL_NAME, reload_interval_s=0, guard_interval_s=60)
+    stack = ServingStack(
+        settings, Overrides(registry=registry, store=InMemoryStore(), audit=UnreachableLog())
+    )
+
+    async def scenario() -> tuple[float, str | None]:
+        await stack.start()
+        try:
+            with pytest.raises(StoreUnavailableError):
+                await asyncio.to_thread(stack.automatic_ramp, registry, 25.0)
+            percent = read_state(registry, MODEL_NAME).percent
+            after = await asyncio.to_thread(stack.automatic_rollback, registry, "automatic rollback: test")
+            return percent, after.challenger
+        finally:
+            await stack.stop()
+
+    assert asyncio.run(scenario()) == (5.0, None), "no unaudited ramp; the rollback happened all the same"
+    assert PendingEntries(tmp_path / PENDING_FILE).count() == 1

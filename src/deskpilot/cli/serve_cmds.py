@@ -116,17 +116,11 @@ def trace_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Show every decision an HTTP request produced, or a decision with its HTTP request and siblings."""
-    from deskpilot.store.sql import SqlStore
-    from deskpilot.workflows.build import existing_store_url
-    from deskpilot.workflows.decisions import trace
+    from deskpilot.workflows.decisions import trace_in_store
 
     settings = state(ctx).settings
     with reported_errors(as_json=json_output):
-        store = SqlStore(existing_store_url(settings, "nothing was served here yet"))
-        try:
-            found = trace(store, identifier)
-        finally:
-            store.close()
+        found = trace_in_store(settings, identifier)
     if json_output:
         emit_json(found.to_dict())
         return

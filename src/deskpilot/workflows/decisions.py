@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from deskpilot.config import Settings
 from deskpilot.errors import StoreNotFoundError, UsageError
 from deskpilot.store.base import DecisionStore
 from deskpilot.store.records import DecisionRecord
+from deskpilot.workflows.build import existing_store_url
 
 
 class IdKind(StrEnum):
@@ -51,6 +53,17 @@ class DecisionTrace:
             "http_request_ids": list(self.http_request_ids),
             "decisions": [_decision_dict(d) for d in self.decisions],
         }
+
+
+def trace_in_store(settings: Settings, identifier: str) -> DecisionTrace:
+    """:func:`trace` in the store the settings point at (a missing SQLite store is an error, not empty)."""
+    from deskpilot.store.sql import SqlStore
+
+    store = SqlStore(existing_store_url(settings, "nothing was served here yet"))
+    try:
+        return trace(store, identifier)
+    finally:
+        store.close()
 
 
 def trace(store: DecisionStore, identifier: str) -> DecisionTrace:

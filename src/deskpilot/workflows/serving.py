@@ -29,7 +29,7 @@ from deskpilot.service.observability import build_tracer
 from deskpilot.service.ratelimit import TokenBucketLimiter
 from deskpilot.service.triage import ServiceLimits, TriageService
 from deskpilot.store import migrate
-from deskpilot.store.audit import AuditLog
+from deskpilot.store.audit import AuditAction, AuditLog
 from deskpilot.store.base import DecisionStore
 from deskpilot.store.writer import BufferedWriter, ShadowWriter
 from deskpilot.workflows.audit import PENDING_FILE, AuditRecorder, PendingEntries
@@ -172,9 +172,11 @@ class ServingStack:
         )
 
     def automatic_ramp(self, registry: ModelRegistry, percent: float) -> RolloutState:
-        """The guard's canary ramp, audited as ``ramp``."""
+        """The guard's canary ramp, audited as ``ramp``: not deferrable, so no ramp while the store that
+        would keep its entry is unreachable (the guard tries again at its next check)."""
         if self._audit is None:
             raise RuntimeError("ServingStack.start() was not awaited")
+        self._audit.ready(AuditAction.RAMP)
         name, reason = self.settings.model_name, "every rollback rule held"
         return actions.ramp(registry, self._audit, name, percent=percent, actor=SERVICE_ACTOR, reason=reason)
 
