@@ -61,7 +61,9 @@ class Settings(BaseSettings):
         default=2.0, ge=0.0, description="How long a batch waits for stragglers when several requests race."
     )
     model_timeout_s: float = Field(
-        default=2.0, gt=0.0, description="Time budget of the primary model before the fallback answers."
+        default=2.0,
+        gt=0.0,
+        description="Time budget of a model before the next in line (champion, then fallback) answers.",
     )
     reload_interval_s: float = Field(
         default=5.0, ge=0.0, description="How often the service checks the registry for a new champion."

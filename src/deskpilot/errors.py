@@ -173,8 +173,14 @@ class EmptyDatasetError(DataError):
 
 
 class ContractViolationError(DataError):
+    """``report`` (a :class:`deskpilot.data.contracts.ValidationReport`) has every rule and located row."""
+
     code = "contract_violation"
     http_status = 400
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None, report: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.report = report
 
 
 class SnapshotError(DeskPilotError):

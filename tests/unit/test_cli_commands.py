@@ -54,3 +54,15 @@ main._exit(5)
     assert finished.returncode == 5, finished.stderr
     assert finished.stdout == "done\n"
     assert marker.read_text() == "yes"
+
+
+def test_every_command_module_is_in_the_import_contract_that_keeps_commands_independent() -> None:
+    """A new command module must join the independence contract, or it could import another command."""
+    import tomllib
+
+    from tests.helpers import REPO_ROOT
+
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    contracts = config["tool"]["importlinter"]["contracts"]
+    (independent,) = [c for c in contracts if c["type"] == "independence"]
+    assert set(independent["modules"]) == {module for module, _ in COMMANDS.values()}

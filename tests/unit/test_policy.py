@@ -96,3 +96,28 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00floors")
     with pytest.raises(PolicyError, match="cannot read the policy"):
         load_policy(binary)
+
+
+def test_both_halves_of_a_policy_file_are_checked_with_their_line(tmp_path: Path) -> None:
+    from deskpilot.rollout.rules import RolloutRules, parse_rollout_rules
+    from deskpilot.workflows.build import load_policies
+
+    good = tmp_path / "good.yaml"
+    good.write_text("significance: 0.01\nrollout:\n  window_s: 30\n  ramp: [10, 50]\n")
+    policies = load_policies(good)
+    assert policies.gate.significance == 0.01
+    assert policies.rollout == RolloutRules(window_s=30.0, ramp=(10.0, 50.0))
+    assert parse_rollout_rules("significance: 0.01\n", source="p.yaml") == RolloutRules()
+
+    bad_rollout = tmp_path / "bad_rollout.yaml"
+    bad_rollout.write_text("significance: 0.01\nrollout:\n  ramp: [50, 10]\n")
+    with pytest.raises(PolicyError, match=r"bad_rollout.yaml:3: rollout.ramp must be increasing"):
+        load_policies(bad_rollout)
+    bad_gate = tmp_path / "bad_gate.yaml"
+    bad_gate.write_text("rollout:\n  window_s: 30\nfloors:\n  recall_at_5: 0.5\n")
+    with pytest.raises(PolicyError, match=r"bad_gate.yaml:4: unknown metric 'recall_at_5'"):
+        load_policies(bad_gate)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("rollout:\n  window: 30\n")
+    with pytest.raises(PolicyError, match=r"unknown.yaml:2"):
+        load_policies(unknown)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from deskpilot.domain import Role
+from deskpilot.errors import AuditWriteError
 from deskpilot.rollout.guard import RolloutGuard
 from deskpilot.rollout.monitor import RolloutMonitor
 from deskpilot.rollout.rules import RolloutRules
@@ -19,6 +20,7 @@ class FakeModels:
     state: RolloutState
     challenger: object | None = "loaded"
     refreshes: int = 0
+    broken_rules: list[str] = field(default_factory=list)  # what the guard reported, rollback by rollback
 
     def refresh(self) -> bool:
         self.refreshes += 1
@@ -38,9 +40,6 @@ RULES = RolloutRules(
 )
 
 
-broken_rules: list[str] = []  # what the guard reported for the rollback counter, per rollback
-
-
 def guard_for(state: RolloutState, clock: Clock) -> tuple[RolloutGuard, FakeModels, list[str], list[float]]:
     models = FakeModels(state)
     rollbacks: list[str] = []
@@ -57,14 +56,13 @@ def guard_for(state: RolloutState, clock: Clock) -> tuple[RolloutGuard, FakeMode
         models.state = replace(models.state, percent=percent)
         return models.state
 
-    broken_rules.clear()
     guard = RolloutGuard(
         models,  # type: ignore[arg-type]
         RolloutMonitor(window_s=60, clock=clock),
         RULES,
         rollback=rollback,
         ramp=ramp,
-        on_rollback=broken_rules.append,
+        on_rollback=models.broken_rules.append,
         clock=clock,
     )
     return guard, models, rollbacks, ramps
@@ -85,7 +83,7 @@ def test_a_breach_rolls_back_once_with_the_measured_reason() -> None:
     found = asyncio.run(guard.check())
     assert [b.rule for b in found] == ["error_rate"]
     assert rollbacks == ["automatic rollback: error_rate: 100.0% of 5 calls failed (max 20.0%)"]
-    assert broken_rules == ["error_rate"]
+    assert models.broken_rules == ["error_rate"]
     assert models.refreshes == 1
     assert asyncio.run(guard.check()) == [], "no challenger any more: nothing to judge"
 
@@ -124,3 +122,22 @@ def test_a_new_challenger_starts_with_an_empty_window() -> None:
     models.state = replace(models.state, challenger="3")
     assert asyncio.run(guard.check()) == [], "the errors belonged to the previous challenger"
     assert rollbacks == []
+
+
+def test_a_rollback_whose_audit_entry_failed_counts_as_done_and_is_not_repeated() -> None:
+    clock = Clock()
+    guard, models, rollbacks, _ = guard_for(canary(5), clock)
+    done = guard._rollback
+
+    def rollback_then_audit_fails(reason: str) -> RolloutState:
+        done(reason)  # the state changed...
+        raise AuditWriteError("the audit entry could not be written: schema behind (done all the same)")
+
+    guard._rollback = rollback_then_audit_fails
+    asyncio.run(guard.check())
+    for _ in range(5):
+        guard.monitor.observe_call(Role.CHALLENGER, 10.0, error=True)
+    assert asyncio.run(guard.check())
+    assert (len(rollbacks), models.broken_rules, models.refreshes) == (1, ["error_rate"], 1)
+    assert asyncio.run(guard.check()) == [], "the challenger is gone: nothing more to roll back"
+    assert len(rollbacks) == 1

@@ -12,7 +12,7 @@ import typer
 from deskpilot.cli.common import EXIT_FAILED, JsonOpt, emit_json, reported_errors, state
 from deskpilot.errors import UsageError
 from deskpilot.store.audit import AuditAnchor, VerifyResult
-from deskpilot.workflows.audit import open_audit_for_reading
+from deskpilot.workflows.audit import queued_entries, read_entries, verify_chain
 
 app = typer.Typer(
     help="The tamper-evident audit log of promotions, rollbacks, gates and key changes.", no_args_is_help=True
@@ -35,16 +35,13 @@ def verify(
     """Recompute the hash chain; exit 0 when intact, 1 naming the first broken entry."""
     settings = state(ctx).settings
     with reported_errors(as_json=json_output):
-        expected = _parse_anchor(anchor)
-        log = open_audit_for_reading(settings)
-        try:
-            result = log.verify(expected)
-        finally:
-            log.close()
+        check = verify_chain(settings, _parse_anchor(anchor))
+    result = check.result
     if json_output:
-        emit_json({"database": log.url, **result.to_dict()})
+        emit_json({"database": check.database, **result.to_dict(), "queued": check.queued})
     else:
         typer.echo(_describe(result))
+        _say_queued(check.queued)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -62,14 +59,10 @@ def log_command(
     """List audit entries, oldest first; with --json, their payloads and hashes too."""
     settings = state(ctx).settings
     with reported_errors(as_json=json_output):
-        log = open_audit_for_reading(settings)
-        try:
-            if since is None:
-                head = log.head()
-                since = 0 if head is None else max(0, head.seq - limit)
-            entries = log.entries(since_seq=since, limit=limit)
-        finally:
-            log.close()
+        entries = read_entries(settings, limit=limit, since=since)
+        queued = queued_entries(settings)
+    if not json_output:
+        _say_queued(queued)
     if json_output:
         emit_json([entry.to_dict() for entry in entries])
         return
@@ -80,6 +73,15 @@ def log_command(
     for e in entries:
         when = f"{e.at:%Y-%m-%d %H:%M:%S}"
         typer.echo(f"{e.seq:>5}  {when}  {e.actor:<12} {e.action:<13} {e.target:<28} {e.reason}".rstrip())
+
+
+def _say_queued(queued: int) -> None:
+    if queued:
+        typer.echo(
+            f"warning: {queued} entr{'y' if queued == 1 else 'ies'} of key changes or automatic rollbacks "
+            "wait in this home's queue for the store; the next audited action writes them",
+            err=True,
+        )
 
 
 def _parse_anchor(text: str | None) -> AuditAnchor | None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from deskpilot.config import Settings
-from deskpilot.errors import DeskPilotError, UsageError
+from deskpilot.errors import ContractViolationError, DeskPilotError, UsageError
 
 if TYPE_CHECKING:
     from deskpilot.data.contracts import ValidationReport
@@ -78,12 +78,11 @@ def exit_code_for(error: DeskPilotError) -> int:
 
 
 def fail(error: DeskPilotError, *, as_json: bool) -> NoReturn:
-    report = getattr(error, "report", None)  # a dataset that breaks the contract: show every problem
-    if report is not None:
-        typer.echo(render_report(report), err=True)
+    if isinstance(error, ContractViolationError) and error.report is not None:
+        typer.echo(render_report(error.report), err=True)  # every located problem, not only the count
     if as_json:
         emit_json({"ok": False, "error": error.to_dict()})
-    elif report is None:
+    else:
         typer.echo(f"error: {error.message}", err=True)
     raise typer.Exit(exit_code_for(error))
 

@@ -8,7 +8,7 @@ Validate → snapshot → split → train each family (skipped when this data an
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,17 +22,19 @@ from deskpilot.cli.common import (
     state,
 )
 from deskpilot.cli.demo_serve import serve_demo
-from deskpilot.registry.base import CHAMPION
-from deskpilot.training.run import TrainingConfig
-from deskpilot.workflows.audit import open_audit
-from deskpilot.workflows.build import build_registry, load_policies
-from deskpilot.workflows.datasets import load_and_validate, split_summary, store_snapshot
-from deskpilot.workflows.demo import demo_key, find_trained, promote_best, score_samples
-from deskpilot.workflows.evaluation import resolve_suite
-from deskpilot.workflows.training import train_snapshot
-
-BUNDLED_DATA = Path("data/banking77/train.csv")
-DEMO_FAMILIES = ("tfidf", "embed")
+from deskpilot.data.contracts import ValidationReport
+from deskpilot.data.snapshots import Snapshot
+from deskpilot.registry.base import CHAMPION, ModelVersion
+from deskpilot.training.pipeline import RegisteredRun
+from deskpilot.workflows.audit import AuditReceipt
+from deskpilot.workflows.demo import (
+    BUNDLED_DATA,
+    DEMO_FAMILIES,
+    DemoRequest,
+    ScoredSample,
+    demo_steps,
+    run_demo,
+)
 
 
 def demo(
@@ -53,67 +55,63 @@ def demo(
     """Validate, snapshot and split the data, train, gate and register models, promote the best, score a
     few messages, then serve the API with a demo key."""
     settings = state(ctx).settings
-    chosen = families or list(DEMO_FAMILIES)
-    steps = 5 + len(chosen) + (1 if serve else 0)
-    say = typer.echo
+    request = DemoRequest(data, text_column, label_column, seed, tuple(families or DEMO_FAMILIES))
+    steps = demo_steps(request) + (1 if serve else 0)
+    printer = _Printer(steps, settings.target_precision, settings.model_name)
     with reported_errors():
-        say(f"[1/{steps}] validate {data}")
-        checked = load_and_validate(settings, data, text_column=text_column, label_column=label_column)
-        say(render_report(checked.report))
-        if not checked.report.ok:
-            raise typer.Exit(EXIT_FAILED)
-        say(f"[2/{steps}] snapshot (PII redacted, content-addressed) and split (seed {seed})")
-        snapshot = store_snapshot(settings, checked)
-        summary = split_summary(snapshot, seed=seed, validation_fraction=0.2)
-        say(f"  snapshot {snapshot.digest[:12]} at {snapshot.path}")
-        say(
-            f"  {summary['train_rows']:,} train / {summary['validation_rows']:,} validation rows, "
-            f"{summary['validation_labels']} labels; texts shared between splits: "
-            f"{summary['leakage']['overlapping_texts']}"
+        outcome = run_demo(settings, request, printer)
+    if outcome.key is None:
+        raise typer.Exit(EXIT_FAILED)
+    if not serve:
+        typer.echo(
+            "demo complete: `deskpilot models list` shows the registry; `deskpilot serve` starts the API"
         )
-        registry, audit = build_registry(settings), open_audit(settings)
-        policy, suite = load_policies(None).gate, resolve_suite(data, None)
-        for step, family in enumerate(chosen, start=3):
-            existing = find_trained(registry, settings.model_name, snapshot, family, seed)
-            if existing is not None:
-                say(f"[{step}/{steps}] {family}: already trained on this data as {existing.uri}; skipped")
-                continue
-            say(f"[{step}/{steps}] train, evaluate and gate {family}")
-            run, receipts = train_snapshot(
-                settings,
-                snapshot,
-                TrainingConfig(family=family, seed=seed, cache_dir=settings.encoder_cache_dir),
-                policy=policy,
-                suite=suite,
-                progress=lambda message: say(f"  · {message}"),
-                registry=registry,
-                audit=audit,
-            )
-            say_audited(receipts)
-            m = run.result.metrics
-            say(
-                f"  {run.version.uri}: accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.2%}, "
-                f"auto {m['auto_coverage']:.1%} at ≥{settings.target_precision:.0%} precision, "
-                f"fit {run.result.fit_seconds:.0f}s; gate {run.decision.outcome}"
-                + (f" -> {run.alias}" if run.alias else "")
-            )
-        step = 3 + len(chosen)
-        say(f"[{step}/{steps}] promote the best version that passed its gate")
-        best = promote_best(settings, registry, snapshot, audit)
-        say(
-            f"  {settings.model_name}@{CHAMPION} = {best.uri} ({best.family}, validation accuracy "
+        return
+    printer.step(f"serve the triage API on {host}:{port}")
+    serve_demo(settings, host=host, port=port, key=outcome.key)
+
+
+class _Printer:
+    """The demo's steps on stdout, numbered."""
+
+    def __init__(self, steps: int, target_precision: float, model_name: str) -> None:
+        self.steps, self.done = steps, 0
+        self.target_precision, self.model_name = target_precision, model_name
+
+    def step(self, text: str) -> None:
+        self.done += 1
+        typer.echo(f"[{self.done}/{self.steps}] {text}")
+
+    def progress(self, text: str) -> None:
+        typer.echo(f"  · {text}")
+
+    def validated(self, report: ValidationReport) -> None:
+        typer.echo(render_report(report))
+
+    def snapshotted(self, snapshot: Snapshot, split: dict[str, Any]) -> None:
+        typer.echo(f"  snapshot {snapshot.digest[:12]} at {snapshot.path}")
+        typer.echo(
+            f"  {split['train_rows']:,} train / {split['validation_rows']:,} validation rows, "
+            f"{split['validation_labels']} labels; texts shared between splits: "
+            f"{split['leakage']['overlapping_texts']}"
+        )
+
+    def trained(self, run: RegisteredRun, audit: tuple[AuditReceipt, ...]) -> None:
+        say_audited(audit)
+        m = run.result.metrics
+        typer.echo(
+            f"  {run.version.uri}: accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.2%}, "
+            f"auto {m['auto_coverage']:.1%} at ≥{self.target_precision:.0%} precision, "
+            f"fit {run.result.fit_seconds:.0f}s; gate {run.decision.outcome}"
+            + (f" -> {run.alias}" if run.alias else "")
+        )
+
+    def promoted(self, best: ModelVersion) -> None:
+        typer.echo(
+            f"  {self.model_name}@{CHAMPION} = {best.uri} ({best.family}, validation accuracy "
             f"{best.metrics.get('val_accuracy', float('nan')):.2%})"
         )
-        say(f"[{step + 1}/{steps}] score sample messages with {best.uri} (batch scoring)")
-        for sample in score_samples(registry, best):
-            say(f"  {sample.route:<5} {sample.intent:<28} {sample.confidence:.2f}  {sample.text}")
-        say(
-            f"[{step + 2}/{steps}] model card and report stored with {best.uri}: "
-            f"`deskpilot models card {best.uri}`"
-        )
-        key = demo_key(settings, audit)
-    if not serve:
-        say("demo complete: `deskpilot models list` shows the registry; `deskpilot serve` starts the API")
-        return
-    say(f"[{steps}/{steps}] serve the triage API on {host}:{port}")
-    serve_demo(settings, host=host, port=port, key=key)
+
+    def scored(self, samples: list[ScoredSample]) -> None:
+        for sample in samples:
+            typer.echo(f"  {sample.route:<5} {sample.intent:<28} {sample.confidence:.2f}  {sample.text}")

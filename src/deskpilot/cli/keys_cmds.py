@@ -42,7 +42,11 @@ def create(
         f"(key id {record.key_id}, tenant {record.tenant})",
         err=True,
     )
-    say_audited([created.audit])
+    if created.audit is not None:
+        say_audited([created.audit])
+    if created.audit_error is not None:
+        typer.echo(f"error: {created.audit_error.message}", err=True)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command("list")

@@ -16,11 +16,12 @@ import typer
 
 from deskpilot.cli.common import JsonOpt, emit_json, reported_errors, say_audited, state
 from deskpilot.errors import UsageError
+from deskpilot.rollout.actions import PROMOTION_TARGETS
 from deskpilot.rollout.render import headline_lines
 from deskpilot.rollout.report import MIN_COUNT
 from deskpilot.workflows import rollout
 from deskpilot.workflows.audit import open_audit
-from deskpilot.workflows.rollout import STAGES, RolloutView
+from deskpilot.workflows.rollout import RolloutView
 
 app = typer.Typer(help="Inspect the rollout of the champion and its challenger.", no_args_is_help=True)
 NameOpt = Annotated[str | None, typer.Option("--name", help="Registered model [default: from settings].")]
@@ -42,7 +43,7 @@ def promote(
 ) -> None:
     """Put a gated version in shadow, in canary at --percent, or make it the champion."""
     settings = state(ctx).settings
-    if to not in STAGES:
+    if to not in PROMOTION_TARGETS:
         raise typer.BadParameter("--to must be shadow, canary or champion")
     audit = open_audit(settings)
     with reported_errors(as_json=json_output):

@@ -69,11 +69,9 @@ def serve(
 def _worker_environment(settings: Settings) -> Iterator[None]:
     """Hand the settings to the worker processes and give them one metrics folder; clean it up after."""
     from deskpilot.service.metrics import MULTIPROC_ENV
-    from deskpilot.store import migrate
+    from deskpilot.workflows.build import writable_store_url
 
-    url = settings.resolved_database_url
-    if url.startswith("sqlite"):
-        migrate.upgrade(url)  # once, here: N workers creating one SQLite file at once would race
+    writable_store_url(settings)  # once, here: N workers creating one SQLite file at once would race
     metrics_dir = tempfile.mkdtemp(prefix="deskpilot-metrics-")
     saved = {name: os.environ.get(name) for name in ("DESKPILOT_HOME", "DESKPILOT_WORKERS", MULTIPROC_ENV)}
     os.environ["DESKPILOT_HOME"] = str(settings.home.resolve())

@@ -17,7 +17,7 @@ import pandas as pd
 
 from deskpilot.data.columns import as_strings, classify, trimmed_labels
 from deskpilot.data.io import RawTable, has_bad_bytes
-from deskpilot.errors import EmptyDatasetError, MissingColumnError
+from deskpilot.errors import ContractViolationError, EmptyDatasetError, MissingColumnError
 
 CONTRACT_VERSION = "1"
 _DELIMITER_HINTS = {";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -391,3 +391,17 @@ def _check_classes(label_counts: dict[str, int], contract: DataContract, out: _C
             ],
             contract.label_column,
         )
+
+
+def contract_violation(report: ValidationReport, *, hint: str = "") -> ContractViolationError:
+    """The error for data that breaks the contract, carrying its report (every rule, located rows)."""
+    rules = [r.rule for r in report.errors]
+    message = (
+        f"{report.file}: the data breaks the contract ({report.n_invalid_rows:,} invalid rows; "
+        f"failed rules: {', '.join(rules)})"
+    )
+    return ContractViolationError(
+        f"{message}; {hint}" if hint else message,
+        details={"file": str(report.file), "rules": rules},
+        report=report,
+    )

@@ -25,10 +25,9 @@ import pandas as pd
 
 from deskpilot import __version__
 from deskpilot.data.columns import classify, is_missing, trimmed_labels
-from deskpilot.data.contracts import CONTRACT_VERSION, ValidationReport
+from deskpilot.data.contracts import CONTRACT_VERSION, ValidationReport, contract_violation
 from deskpilot.data.io import RawTable, read_parquet_frame, write_table_atomic
 from deskpilot.errors import (
-    ContractViolationError,
     EmptyDatasetError,
     SnapshotCorruptError,
     SnapshotError,
@@ -107,10 +106,8 @@ def canonical_frame(
     if contract.label_column is None:
         raise SnapshotError("a snapshot needs a label column")
     if not report.ok and not drop_invalid:
-        raise ContractViolationError(
-            f"{table.path}: {report.n_invalid_rows:,} rows break the data contract; fix them, or pass "
-            "--drop-invalid to snapshot only the valid rows",
-            details={"file": str(table.path), "rules": [r.rule for r in report.errors]},
+        raise contract_violation(
+            report, hint="fix the invalid rows, or pass --drop-invalid to snapshot only the valid ones"
         )
     keep = ~report.invalid_rows
     source = table.frame.loc[keep]

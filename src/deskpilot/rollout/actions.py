@@ -16,6 +16,10 @@ from deskpilot.registry.base import CHAMPION, ModelRegistry
 from deskpilot.rollout.state import HISTORY_LIMIT, RolloutState, Stage
 from deskpilot.store.audit import AuditAction
 
+CHAMPION_TARGET = "champion"
+#: Where ``promote`` can put a version: a challenger stage, or champion.
+PROMOTION_TARGETS = (*(str(stage) for stage in Stage if stage is not Stage.NONE), CHAMPION_TARGET)
+
 
 class AuditTrail(Protocol):
     """Where rollout appends its entries (``deskpilot.workflows.audit.AuditRecorder``, or an ``AuditLog``)."""
@@ -69,7 +73,7 @@ def promote(
         )
     name, number = version.name, version.version
     state = read_state(registry, name)
-    if to == "champion":
+    if to == CHAMPION_TARGET:
         if state.champion == number and state.challenger is None:
             raise RolloutError(f"{version.uri} is already the champion")
         history = (

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from deskpilot.domain import Role
-from deskpilot.errors import DeskPilotError, RolloutConflictError
+from deskpilot.errors import AuditWriteError, DeskPilotError, RolloutConflictError
 from deskpilot.rollout.monitor import RolloutMonitor
 from deskpilot.rollout.rules import Breach, RolloutRules, breaches
 from deskpilot.rollout.state import RolloutState, Stage
@@ -113,6 +113,8 @@ class RolloutGuard:
             await asyncio.to_thread(self._rollback, reason)
         except RolloutConflictError:
             logger.info("rollout changed meanwhile (another replica or an operator); reloading")
+        except AuditWriteError as exc:  # done all the same: count it and reload, never roll back twice
+            logger.error("rolled back, but unaudited: %s", exc.message)
         except DeskPilotError as exc:
             logger.error("automatic rollback failed: %s", exc.message)
             return
@@ -138,6 +140,8 @@ class RolloutGuard:
             return
         try:
             await asyncio.to_thread(self._ramp, higher[0])
+        except AuditWriteError as exc:  # the share did change
+            logger.error("canary ramped, but unaudited: %s", exc.message)
         except DeskPilotError as exc:
             logger.warning("canary ramp skipped: %s", exc.message)
             return

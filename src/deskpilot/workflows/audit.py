@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from deskpilot.config import Settings
 from deskpilot.errors import AuditWriteError, StoreError, StoreUnavailableError
-from deskpilot.store.audit import AuditAction, AuditEntry, AuditLog, default_actor
+from deskpilot.store.audit import AuditAction, AuditAnchor, AuditEntry, AuditLog, VerifyResult, default_actor
 from deskpilot.workflows.build import existing_store_url, writable_store_url
 
 if TYPE_CHECKING:
@@ -119,12 +119,15 @@ class AuditRecorder:
         *,
         pending: PendingEntries | None = None,
         actor: str | None = None,
+        on_queued: Callable[[AuditReceipt, str], None] | None = None,
     ) -> None:
         """``log`` is either a log the caller keeps open and closes (a server's), or a function that opens
-        one for each use, closed right after (a command's)."""
+        one for each use, closed right after (a command's). ``on_queued`` hears of each entry queued, with
+        why (a server logs it; a command shows the receipt)."""
         self._log = log
         self.pending = pending
         self.actor = actor or default_actor()
+        self._on_queued = on_queued
         self.receipts: list[AuditReceipt] = []
 
     @contextlib.contextmanager
@@ -170,8 +173,10 @@ class AuditRecorder:
         except StoreUnavailableError as error:
             if action in DEFERRABLE and self.pending is not None:
                 self.pending.add(who, str(action), target, reason, payload)
-                logger.warning("audit entry queued, store unavailable: %s", error.message)
-                return self._keep(AuditReceipt(str(action), target, None, queued=True))
+                receipt = self._keep(AuditReceipt(str(action), target, None, queued=True))
+                if self._on_queued is not None:
+                    self._on_queued(receipt, error.message)
+                return receipt
             raise _unwritten(action, target, error) from error
         except StoreError as error:
             raise _unwritten(action, target, error) from error
@@ -216,3 +221,39 @@ def open_audit_for_reading(settings: Settings) -> SqlAuditLog:
     from deskpilot.store.audit_sql import SqlAuditLog
 
     return SqlAuditLog(existing_store_url(settings, "nothing was audited here yet"))
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """What ``audit verify`` reports: the chain's verdict and the entries still waiting to be appended."""
+
+    database: str
+    result: VerifyResult
+    queued: int
+
+
+def verify_chain(settings: Settings, anchor: AuditAnchor | None = None) -> ChainCheck:
+    """Recompute the hash chain in the store (against ``anchor`` when given)."""
+    log = open_audit_for_reading(settings)
+    try:
+        result = log.verify(anchor)
+    finally:
+        log.close()
+    return ChainCheck(log.url, result, queued_entries(settings))
+
+
+def read_entries(settings: Settings, *, limit: int, since: int | None = None) -> list[AuditEntry]:
+    """Entries after ``since`` (default: the newest ``limit``), oldest first."""
+    log = open_audit_for_reading(settings)
+    try:
+        if since is None:
+            head = log.head()
+            since = 0 if head is None else max(0, head.seq - limit)
+        return log.entries(since_seq=since, limit=limit)
+    finally:
+        log.close()
+
+
+def queued_entries(settings: Settings) -> int:
+    """Entries of deferrable actions queued in this home while the store was unreachable."""
+    return PendingEntries(settings.home / PENDING_FILE).count()

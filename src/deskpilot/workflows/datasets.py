@@ -1,7 +1,7 @@
 """Datasets as the use cases take them: read and check against the contract, snapshot, split.
 
-A dataset that breaks the contract raises :class:`InvalidDatasetError`, which carries the full validation
-report, so a command can show every located problem and a route can return them.
+A dataset that breaks the contract raises :class:`~deskpilot.errors.ContractViolationError` carrying the full
+validation report, so a command can show every located problem and a route can return them.
 """
 
 from __future__ import annotations
@@ -11,23 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from deskpilot.config import Settings
-from deskpilot.data.contracts import ValidationReport, validate_table
+from deskpilot.data.contracts import ValidationReport, contract_violation, validate_table
 from deskpilot.data.io import RawTable, read_table
 from deskpilot.data.snapshots import LABEL, TEXT, Snapshot, SnapshotStore
 from deskpilot.data.splits import find_leakage, split_frame
-from deskpilot.errors import ContractViolationError
 from deskpilot.workflows.build import build_contract, build_redactor
-
-
-class InvalidDatasetError(ContractViolationError):
-    """The dataset breaks the contract; ``report`` holds every rule and located example."""
-
-    def __init__(self, report: ValidationReport) -> None:
-        super().__init__(
-            f"{report.file}: {report.n_invalid_rows:,} rows break the data contract",
-            details={"file": str(report.file), "rules": [r.rule for r in report.errors]},
-        )
-        self.report = report
 
 
 @dataclass(frozen=True)
@@ -63,9 +51,9 @@ def load_and_validate(
 
 
 def require_valid(checked: CheckedTable, *, allow_invalid: bool = False) -> CheckedTable:
-    """The checked table, or :class:`InvalidDatasetError` when rows break the contract (unless allowed)."""
+    """The checked table, or :class:`ContractViolationError` when it breaks the contract (unless allowed)."""
     if not checked.report.ok and not allow_invalid:
-        raise InvalidDatasetError(checked.report)
+        raise contract_violation(checked.report)
     return checked
 
 

@@ -1,27 +1,38 @@
-"""The demo's own steps on top of the other use cases: skip what is already trained, promote the best
-version that passed its gate, score sample messages, and keep a demo API key."""
+"""``deskpilot demo`` as a use case: check, snapshot and split the data, train each family (skipping what this
+data and seed already have), gate and register, promote the best version that passed, score sample messages,
+and keep a demo API key. What happens is told to a :class:`DemoObserver` (the CLI prints it)."""
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import pandas as pd
 
 from deskpilot import tags
 from deskpilot.batch.predict import score_file
 from deskpilot.config import Settings
+from deskpilot.data.contracts import ValidationReport
 from deskpilot.data.snapshots import Snapshot
 from deskpilot.domain import ModelRef
 from deskpilot.errors import ModelNotFoundError
 from deskpilot.registry.base import ModelRegistry, ModelVersion
-from deskpilot.rollout.actions import read_state
+from deskpilot.rollout.actions import CHAMPION_TARGET, read_state
 from deskpilot.service.keys import KeyRing
+from deskpilot.training.pipeline import RegisteredRun
+from deskpilot.training.run import TrainingConfig
 from deskpilot.workflows import keys, rollout
-from deskpilot.workflows.audit import AuditRecorder
-from deskpilot.workflows.build import build_redactor
+from deskpilot.workflows.audit import AuditReceipt, AuditRecorder, open_audit
+from deskpilot.workflows.build import build_redactor, build_registry, load_policies
+from deskpilot.workflows.datasets import load_and_validate, split_summary, store_snapshot
+from deskpilot.workflows.evaluation import resolve_suite
+from deskpilot.workflows.training import train_snapshot
 
+BUNDLED_DATA = Path("data/banking77/train.csv")
+DEMO_FAMILIES = ("tfidf", "embed")
 DEMO_TENANT = "demo"
 DEMO_KEY_FILE = "demo-key"
 SAMPLE_MESSAGES = [
@@ -30,6 +41,92 @@ SAMPLE_MESSAGES = [
     "How much does it cost to top up with a card?",
     "What is the weather like in Lisbon tomorrow?",
 ]
+
+
+@dataclass(frozen=True)
+class DemoRequest:
+    data: Path = BUNDLED_DATA
+    text_column: str = "text"
+    label_column: str = "category"
+    seed: int = 0
+    families: Sequence[str] = DEMO_FAMILIES
+
+
+class DemoObserver(Protocol):
+    """Told of each step as it happens (``step`` starts a numbered one)."""
+
+    def step(self, text: str) -> None: ...
+
+    def progress(self, text: str) -> None: ...
+
+    def validated(self, report: ValidationReport) -> None: ...
+
+    def snapshotted(self, snapshot: Snapshot, split: dict[str, Any]) -> None: ...
+
+    def trained(self, run: RegisteredRun, audit: tuple[AuditReceipt, ...]) -> None: ...
+
+    def promoted(self, best: ModelVersion) -> None: ...
+
+    def scored(self, samples: list[ScoredSample]) -> None: ...
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    """``report`` is set and nothing else when the data breaks the contract."""
+
+    report: ValidationReport
+    snapshot: Snapshot | None = None
+    best: ModelVersion | None = None
+    key: str | None = None
+    runs: list[RegisteredRun] = field(default_factory=list)
+
+
+def demo_steps(request: DemoRequest) -> int:
+    """How many numbered steps :func:`run_demo` announces (validate, snapshot, each family, promote, score,
+    model card)."""
+    return 5 + len(request.families)
+
+
+def run_demo(settings: Settings, request: DemoRequest, observer: DemoObserver) -> DemoOutcome:
+    """Everything the demo does before it serves; audited like the commands it stands for."""
+    observer.step(f"validate {request.data}")
+    checked = load_and_validate(
+        settings, request.data, text_column=request.text_column, label_column=request.label_column
+    )
+    observer.validated(checked.report)
+    if not checked.report.ok:
+        return DemoOutcome(checked.report)
+    observer.step(f"snapshot (PII redacted, content-addressed) and split (seed {request.seed})")
+    snapshot = store_snapshot(settings, checked)
+    observer.snapshotted(snapshot, split_summary(snapshot, seed=request.seed, validation_fraction=0.2))
+    registry, audit = build_registry(settings), open_audit(settings)
+    policy, suite = load_policies(None).gate, resolve_suite(request.data, None)
+    runs = []
+    for family in request.families:
+        existing = find_trained(registry, settings.model_name, snapshot, family, request.seed)
+        if existing is not None:
+            observer.step(f"{family}: already trained on this data as {existing.uri}; skipped")
+            continue
+        observer.step(f"train, evaluate and gate {family}")
+        run, receipts = train_snapshot(
+            settings,
+            snapshot,
+            TrainingConfig(family=family, seed=request.seed, cache_dir=settings.encoder_cache_dir),
+            policy=policy,
+            suite=suite,
+            progress=observer.progress,
+            registry=registry,
+            audit=audit,
+        )
+        runs.append(run)
+        observer.trained(run, receipts)
+    observer.step("promote the best version that passed its gate")
+    best = promote_best(settings, registry, snapshot, audit)
+    observer.promoted(best)
+    observer.step(f"score sample messages with {best.uri} (batch scoring)")
+    observer.scored(score_samples(registry, best))
+    observer.step(f"model card and report stored with {best.uri}: `deskpilot models card {best.uri}`")
+    return DemoOutcome(checked.report, snapshot, best, demo_key(settings, audit), runs)
 
 
 @dataclass(frozen=True)
@@ -74,7 +171,7 @@ def promote_best(
         rollout.promote(
             settings,
             best.uri,
-            to="champion",
+            to=CHAMPION_TARGET,
             reason="deskpilot demo: best validation accuracy among versions that passed their gate",
             registry=registry,
             audit=audit,
@@ -114,4 +211,6 @@ def demo_key(settings: Settings, audit: AuditRecorder | None = None) -> str:
     )
     path.write_text(created.raw_key + "\n")
     path.chmod(0o600)
+    if created.audit_error is not None:
+        raise created.audit_error
     return created.raw_key

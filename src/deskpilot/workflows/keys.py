@@ -25,9 +25,13 @@ from deskpilot.workflows.audit import AuditReceipt, AuditRecorder, open_audit
 
 @dataclass(frozen=True)
 class NewKey:
+    """A created key; like a revocation, it exists even when its audit entry then failed (``audit_error``:
+    the caller shows the key, then fails)."""
+
     raw_key: str  # shown once, never stored
     record: KeyRecord
-    audit: AuditReceipt
+    audit: AuditReceipt | None
+    audit_error: AuditWriteError | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,10 @@ def create(
     audit = audit or open_audit(settings)
     audit.ready(AuditAction.KEY_CREATE)
     raw_key, record = create_key(settings.keys_file, tenant, label=label)
-    return NewKey(raw_key, record, _audit(audit, AuditAction.KEY_CREATE, record, reason))
+    try:
+        return NewKey(raw_key, record, _audit(audit, AuditAction.KEY_CREATE, record, reason))
+    except AuditWriteError as error:
+        return NewKey(raw_key, record, None, error)
 
 
 def revoke(

@@ -18,12 +18,10 @@ from deskpilot.registry.base import ModelRegistry
 from deskpilot.rollout import actions
 from deskpilot.rollout.render import write_report
 from deskpilot.rollout.report import MIN_COUNT, ShadowReport, build_report
-from deskpilot.rollout.state import RolloutState
+from deskpilot.rollout.state import RolloutState, Stage
 from deskpilot.store.audit import PROMOTIONS, AuditAction, AuditEntry
 from deskpilot.workflows.audit import AuditRecorder, open_audit, open_audit_for_reading
 from deskpilot.workflows.build import build_registry, existing_store_url, parse_model_uri
-
-STAGES = ("shadow", "canary", "champion")
 
 
 @dataclass(frozen=True)
@@ -174,7 +172,7 @@ def _last_challenger(settings: Settings, model: str) -> str:
         return current
     prefix = f"models:/{model}/"
     for entry in reversed(_audit_entries(settings)):
-        staged = entry.payload.get("to") in ("shadow", "canary")
+        staged = entry.payload.get("to") in (Stage.SHADOW, Stage.CANARY)
         if entry.action in PROMOTIONS and staged and entry.target.startswith(prefix):
             return entry.target.removeprefix(prefix)
     raise NoShadowDataError(

@@ -28,14 +28,14 @@ from deskpilot.service.models import LOAD_FAILED, LoadedModel, ModelManager, Mod
 from deskpilot.service.observability import build_tracer
 from deskpilot.service.ratelimit import TokenBucketLimiter
 from deskpilot.service.triage import ServiceLimits, TriageService
-from deskpilot.store import migrate
 from deskpilot.store.audit import AuditAction, AuditLog
 from deskpilot.store.base import DecisionStore
 from deskpilot.store.writer import BufferedWriter, ShadowWriter
 from deskpilot.workflows.audit import PENDING_FILE, AuditRecorder, PendingEntries
-from deskpilot.workflows.build import load_policies
+from deskpilot.workflows.build import load_policies, writable_store_url
 
 SERVICE_ACTOR = "deskpilot-service"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -104,14 +104,19 @@ class ServingStack:
         settings, given = self.settings, self._given
         registry = given.registry or _registry(settings)
         url = settings.resolved_database_url
-        if url.startswith("sqlite") and (given.store is None or given.audit is None):
-            await asyncio.to_thread(migrate.upgrade, url)  # a local file: create or update it in place
+        if given.store is None or given.audit is None:
+            url = await asyncio.to_thread(writable_store_url, settings)  # a local SQLite file is migrated
         store = given.store or _store(url)
         self._own_audit = None if given.audit is not None else _audit_log(url)
         audit_log = given.audit or self._own_audit
         assert audit_log is not None
         self._audit = AuditRecorder(
-            audit_log, pending=PendingEntries(settings.home / PENDING_FILE), actor=SERVICE_ACTOR
+            audit_log,
+            pending=PendingEntries(settings.home / PENDING_FILE),
+            actor=SERVICE_ACTOR,
+            on_queued=lambda receipt, why: logger.warning(
+                "audit entry queued until the store is reachable: %s (%s)", receipt.describe(), why
+            ),
         )
         manager = ModelManager(registry, settings.model_name, on_event=self._on_model_event)
         await asyncio.to_thread(manager.refresh)

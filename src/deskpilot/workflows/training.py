@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from deskpilot.config import Settings
 from deskpilot.data.snapshots import Snapshot
 from deskpilot.data.splits import DEFAULT_VALIDATION_FRACTION
-from deskpilot.errors import UsageError
+from deskpilot.errors import AuditWriteError, UsageError
 from deskpilot.evaluation.behavioral import BehavioralSuite
 from deskpilot.evaluation.policy import Policy
 from deskpilot.models.families import FAMILIES
@@ -73,8 +74,6 @@ def train(
     )
     policy = load_policies(request.policy_file).gate
     suite = resolve_suite(request.data, request.suite_file)
-    audit = audit or open_audit(settings)
-    audit.ready(AuditAction.GATE)  # before minutes of training, not after
     say(f"validate {request.data}")
     checked = require_valid(
         load_and_validate(
@@ -82,11 +81,13 @@ def train(
         ),
         allow_invalid=request.drop_invalid,
     )
+    audit = audit or open_audit(settings)
+    audit.ready(AuditAction.GATE)  # before the snapshot and minutes of training, not after
     snapshot = store_snapshot(
         settings, checked, pii_patterns=request.pii_patterns, drop_invalid=request.drop_invalid
     )
     say(f"snapshot {snapshot.digest[:12]} ({snapshot.metadata.rows:,} rows, PII redacted)")
-    run, receipts = train_snapshot(
+    run, receipts = _register_and_audit(
         settings,
         snapshot,
         config,
@@ -115,6 +116,31 @@ def train_snapshot(
     """Train on a stored snapshot, gate, register, and audit: the part the demo repeats per family."""
     audit = audit or open_audit(settings)
     audit.ready(AuditAction.GATE)
+    return _register_and_audit(
+        settings,
+        snapshot,
+        config,
+        name=name,
+        policy=policy,
+        suite=suite,
+        progress=progress,
+        registry=registry,
+        audit=audit,
+    )
+
+
+def _register_and_audit(
+    settings: Settings,
+    snapshot: Snapshot,
+    config: TrainingConfig,
+    *,
+    name: str | None,
+    policy: Policy | None,
+    suite: BehavioralSuite | None,
+    progress: Progress | None,
+    registry: ModelRegistry | None,
+    audit: AuditRecorder,
+) -> tuple[RegisteredRun, tuple[AuditReceipt, ...]]:
     run = train_and_register(
         snapshot,
         config,
@@ -124,14 +150,24 @@ def train_snapshot(
         suite=suite,
         progress=progress,
     )
-    receipts = [audit_gate(audit, run.version.uri, run.decision)]
+    entries: list[Callable[[], AuditReceipt]] = [lambda: audit_gate(audit, run.version.uri, run.decision)]
     if run.became_champion:
-        receipts.append(
-            audit.record(
+        entries.append(
+            lambda: audit.record(
                 AuditAction.PROMOTE,
                 run.version.uri,
                 "first version to pass its gate becomes the champion",
                 {"to": "champion", "gate": run.decision.outcome},
             )
+        )
+    receipts, failed = [], []
+    for write in entries:  # every entry is attempted: a lost gate entry must not hide the promotion's
+        try:
+            receipts.append(write())
+        except AuditWriteError as error:
+            failed.append(error)
+    if failed:
+        raise AuditWriteError(
+            "; ".join(error.message for error in failed), details={"entries": [e.details for e in failed]}
         )
     return run, tuple(receipts)
