@@ -48,7 +48,7 @@ format: $(VENV)/.installed-dev
 
 # pytest exits 5 when it collects nothing; that is reported, not treated as a failure.
 test: lint
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/unit tests/data tests/model tests/integration tests/browser; \
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/unit tests/data tests/model tests/integration tests/security tests/browser; \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 # The fast suites only: fakes and bundled data, no server, database or trained MLflow model; tests marked

@@ -42,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "snapshot": ("deskpilot.cli.snapshot_cmds", "app"),
     "models": ("deskpilot.cli.models_cmds", "app"),
     "keys": ("deskpilot.cli.keys_cmds", "app"),
-    "store": ("deskpilot.cli.serve_cmds", "store_app"),
+    "store": ("deskpilot.cli.store_cmds", "app"),
     "audit": ("deskpilot.cli.audit_cmds", "app"),
     "rollout": ("deskpilot.cli.rollout_cmds", "app"),
 }
