@@ -86,6 +86,51 @@ class Settings(BaseSettings):
     tracing: str = Field(
         default="none", pattern="^(none|console|memory)$", description="OpenTelemetry span exporter."
     )
+    # Admission and the HTTP edge (docs: the security findings' ADR). Each server process enforces its own.
+    queue_max_chars: int = Field(
+        default=2_000_000,
+        gt=0,
+        description="Characters of text that may wait for one model in one process; past it requests are "
+        "shed with 503 and Retry-After, the tenant holding the most queued text first. At least "
+        "max_batch_items x max_text_length.",
+    )
+    rate_limit_bytes_per_token: int = Field(
+        default=4096,
+        gt=0,
+        description="A request costs at least one token per this many body bytes, taken before the body is "
+        "read and kept when the request is refused (a valid request costs max(tickets, that)).",
+    )
+    body_timeout_s: float = Field(
+        default=10.0, gt=0.0, description="Longest time to receive a request body; then 408 and close."
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        description="Longest time a connection may take to send a request's headers (`deskpilot serve`).",
+    )
+    keep_alive_timeout_s: int = Field(
+        default=5, gt=0, description="Idle keep-alive connections close after this (`deskpilot serve`)."
+    )
+    limit_concurrency: int = Field(
+        default=1024,
+        gt=0,
+        description="Connections plus requests in progress per process before new requests get 503 "
+        "(`deskpilot serve`).",
+    )
+    ops_key: str | None = Field(
+        default=None,
+        repr=False,
+        min_length=16,
+        description="Operator key: when set, GET /metrics needs `Authorization: Bearer <it>`, and /readyz "
+        "shows why it is not ready only to it (everyone else gets a generic body).",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve /metrics on this port instead of the API's (`deskpilot serve`).",
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Interface of metrics_port.")
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -140,3 +185,51 @@ class Settings(BaseSettings):
     @property
     def encoder_cache_dir(self) -> Path:
         return self.home / "cache" / "encoders"
+
+    # The store's integrity and lifetime (ADR: audit keys, head ledger, roles, retention and erasure).
+    audit_key: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description="HMAC keys of the audit chain, comma-separated: the first signs new entries, all verify "
+        "(rotation: put the new key first). Each 64+ hex digits or 32+ characters. Default: a key file.",
+    )
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="Audit key file (one hex key a line, the last signs), created 0600 on the first audited "
+        "action when no DESKPILOT_AUDIT_KEY is set; default: audit.key under home.",
+    )
+    audit_ledger: Path | None = Field(
+        default=None,
+        description="Where every audit append records the chain's head, outside the database; `deskpilot "
+        "audit verify` checks them all. Default: audit-heads.jsonl under home.",
+    )
+    migration_database_url: str | None = Field(
+        default=None,
+        repr=False,
+        description="PostgreSQL URL of the role that owns the store's tables, used by `deskpilot store "
+        "migrate` only; the role in DESKPILOT_DATABASE_URL then gets INSERT/SELECT on the audit log.",
+    )
+    retention_days: int | None = Field(
+        default=None,
+        gt=0,
+        description="Delete decisions (with their feedback) and shadow answers older than this many days; "
+        "the service applies it periodically. Default: keep everything.",
+    )
+    retention_interval_s: float = Field(
+        default=3600.0, gt=0.0, description="How often the service applies retention_days."
+    )
+
+    @field_validator("audit_key", mode="before")
+    @classmethod
+    def _split_audit_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def resolved_audit_key_file(self) -> Path:
+        return self.audit_key_file or self.home / "audit.key"
+
+    @property
+    def resolved_audit_ledger(self) -> Path:
+        return self.audit_ledger or self.home / "audit-heads.jsonl"

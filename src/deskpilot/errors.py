@@ -21,8 +21,11 @@ have always had. ``not_found`` is shared on purpose (see :class:`StoreNotFoundEr
     │       ├── UnsupportedMediaTypeError 415  unsupported_media_type   body is not JSON
     │       ├── InvalidJsonError          400  invalid_json             body does not parse as JSON
     │       ├── RequestValidationError    422  validation_error         body does not match the schema
+    │       │   └── UnknownIntentError    422  unknown_intent           feedback names no intent served
     │       ├── NotFoundError             404  not_found                no such route or resource
-    │       └── MethodNotAllowedError     405  method_not_allowed       the route lacks this method
+    │       ├── MethodNotAllowedError     405  method_not_allowed       the route lacks this method
+    │       └── RequestTimeoutError       408  request_timeout          the body did not arrive in time
+    ├── OverloadedError                   503  overloaded               at capacity: retry after Retry-After
     ├── DataError                         400  data_invalid             the data itself is wrong
     │   ├── DataFormatError               400  data_malformed           binary, bad delimiter, no header
     │   ├── MissingColumnError            400  missing_column
@@ -43,6 +46,7 @@ have always had. ``not_found`` is shared on purpose (see :class:`StoreNotFoundEr
     └── StoreError                        503  store_error              the decision/feedback store failed
         ├── StoreUnavailableError         503  store_unavailable        database unreachable; retry later
         ├── AuditWriteError               503  audit_write_failed       done, but its audit entry was not kept
+        ├── DecisionPendingError          503  decision_pending         decision not written yet; retry later
         └── StoreNotFoundError            404  not_found                no such request for this tenant
 """
 
@@ -142,6 +146,14 @@ class RequestValidationError(RequestError):
     http_status = 422
 
 
+class UnknownIntentError(RequestValidationError):
+    """A verdict whose ``correct_intent`` is none of the serving models' classes (nor the "none of these"
+    value): refused rather than stored, since free text would reach the feedback log and retraining."""
+
+    code = "unknown_intent"
+    http_status = 422
+
+
 class NotFoundError(RequestError):
     code = "not_found"
     http_status = 404
@@ -150,6 +162,19 @@ class NotFoundError(RequestError):
 class MethodNotAllowedError(RequestError):
     code = "method_not_allowed"
     http_status = 405
+
+
+class RequestTimeoutError(RequestError):
+    code = "request_timeout"
+    http_status = 408
+
+
+class OverloadedError(DeskPilotError):
+    """The service is at capacity (its queue is full, or a request waited in it past its budget): not the
+    caller's mistake and not a bug; ``details["retry_after_s"]`` says when to try again."""
+
+    code = "overloaded"
+    http_status = 503
 
 
 class DataError(DeskPilotError):
@@ -242,6 +267,14 @@ class AuditWriteError(StoreError):
     """The action happened but its audit entry could not be written (the message says which action)."""
 
     code = "audit_write_failed"
+    http_status = 503
+
+
+class DecisionPendingError(StoreError):
+    """Feedback on a decision still in the write buffer while the decision log cannot write (a locked or
+    lost database): the decision may yet be written, so "retry later" rather than "not found"."""
+
+    code = "decision_pending"
     http_status = 503
 
 

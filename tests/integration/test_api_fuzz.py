@@ -56,7 +56,9 @@ def schemathesis_run(server: LiveServer, workdir: Path, *options: str) -> subpro
 def test_no_generated_request_gets_a_server_error(server: LiveServer, tmp_path: Path) -> None:
     with server.client(ACME_KEY) as client:
         operations = sum(len(methods) for methods in client.get("/openapi.json").json()["paths"].values())
-    result = schemathesis_run(server, tmp_path, "--checks", "not_a_server_error")
+    # Generated feedback names intents no model knows, so most get 422 unknown_intent by design; Schemathesis
+    # warns about that ("missing valid data"), and a warning replaces its "No issues found" line.
+    result = schemathesis_run(server, tmp_path, "--checks", "not_a_server_error", "--warnings", "off")
     report = result.stdout + result.stderr
     assert result.returncode == 0, report[-6000:]
     assert f"{operations} selected / {operations} total" in report

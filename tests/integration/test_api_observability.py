@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -88,32 +89,38 @@ def test_access_log_lines_carry_request_and_tenant_but_no_text_keys_or_pii(
         batch = client.post("/v1/triage/batch", json={"items": [{"text": TEXT}, {"text": EMAIL}]})
     statuses = [r.status_code for r in (ok, invalid, refused, batch)]
     assert statuses == [200, 422, 401, 200]
-    assert ok.headers["x-request-id"] == "obs-ok"
-    generated = batch.headers["x-request-id"]
+    # the service makes every request id; the caller's own X-Request-ID is only logged beside it
+    responses = {"ok": ok, "422": invalid, "401": refused, "batch": batch}
+    ids = {name: response.headers["x-request-id"] for name, response in responses.items()}
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids.values()), ids
 
     def access() -> dict[str, dict[str, Any]]:
         lines = {
             line["request_id"]: line for line in _lines(json_log) if line["logger"] == "deskpilot.access"
         }
-        return lines if {"obs-ok", "obs-422", "obs-401", generated} <= set(lines) else {}
+        return lines if set(ids.values()) <= set(lines) else {}
 
     lines = wait_for(access)
-    assert lines["obs-ok"] | {"time": None, "latency_ms": None} == {
+    assert lines[ids["ok"]] | {"time": None, "latency_ms": None} == {
         "time": None,
         "level": "info",
         "logger": "deskpilot.access",
         "event": "request",
-        "request_id": "obs-ok",
+        "request_id": ids["ok"],
+        "client_request_id": "obs-ok",
         "tenant": "acme",
         "method": "POST",
         "route": "/v1/triage",
         "status": 200,
         "latency_ms": None,
     }
-    assert lines["obs-ok"]["latency_ms"] > 0
-    assert (lines["obs-422"]["tenant"], lines["obs-422"]["status"]) == ("acme", 422)
-    assert (lines["obs-401"]["tenant"], lines["obs-401"]["status"]) == (None, 401)
-    assert (lines[generated]["route"], lines[generated]["tenant"]) == ("/v1/triage/batch", "acme")
+    assert lines[ids["ok"]]["latency_ms"] > 0
+    assert (lines[ids["422"]]["tenant"], lines[ids["422"]]["status"]) == ("acme", 422)
+    assert lines[ids["422"]]["client_request_id"] == "obs-422"
+    assert (lines[ids["401"]]["tenant"], lines[ids["401"]]["status"]) == (None, 401)
+    assert lines[ids["401"]]["route"] == "/v1/triage"  # refused before the body was read, still named
+    assert (lines[ids["batch"]]["route"], lines[ids["batch"]]["tenant"]) == ("/v1/triage/batch", "acme")
+    assert lines[ids["batch"]]["client_request_id"] is None
     written = json_log.getvalue()
     for secret in (MARKER, EMAIL, CARD, ACME_KEY, "T-42"):
         assert secret not in written, secret
@@ -131,13 +138,14 @@ def test_a_request_is_traced_through_triage_batch_and_model(
     with server.client(ACME_KEY) as client:
         response = client.post("/v1/triage", json={"text": TEXT}, headers={"X-Request-ID": "trace-1"})
     assert response.status_code == 200
+    request_id = response.headers["x-request-id"]
 
     def request_span() -> ReadableSpan | None:
         return next(
             (
                 s
                 for s in exporter.get_finished_spans()
-                if s.attributes and s.attributes.get("deskpilot.request_id") == "trace-1"
+                if s.attributes and s.attributes.get("deskpilot.request_id") == request_id
             ),
             None,
         )
@@ -145,6 +153,7 @@ def test_a_request_is_traced_through_triage_batch_and_model(
     request = wait_for(request_span)
     spans = exporter.get_finished_spans()
     assert request.name == "POST /v1/triage"
+    assert attributes(request)["deskpilot.client_request_id"] == "trace-1"
     assert attributes(request)["http.route"] == "/v1/triage"
     assert attributes(request)["http.status_code"] == 200
     trace_id = request.context.trace_id
@@ -208,24 +217,26 @@ def test_one_id_leads_from_the_access_log_to_the_decisions_and_back(
             "/v1/triage/batch", json={"items": items}, headers={"X-Request-ID": "trace-me-1"}
         )
     assert response.status_code == 200, response.text
-    assert response.headers["x-request-id"] == "trace-me-1"
+    http_id = response.headers["x-request-id"]  # the service's id; the caller's is only logged beside it
+    assert http_id != "trace-me-1"
     decision_ids = [item["request_id"] for item in response.json()["items"]]
     assert len(set(decision_ids)) == 2
 
     def access_line() -> dict[str, Any] | None:
         lines = [line for line in _lines(json_log) if line["logger"] == "deskpilot.access"]
-        return next((line for line in lines if line["request_id"] == "trace-me-1"), None)
+        return next((line for line in lines if line["client_request_id"] == "trace-me-1"), None)
 
     line = wait_for(access_line)
     assert (line["route"], line["tenant"], line["status"]) == ("/v1/triage/batch", "acme", 200)
+    assert line["request_id"] == http_id  # the caller's id leads to ours in the log, ours to the store
     service = server.app.state.parts.service
     assert service.writer.flush(10)
     for decision_id in decision_ids:
         stored = service.store.get_decision("acme", decision_id)
         assert stored is not None
-        assert stored.http_request_id == "trace-me-1"
+        assert stored.http_request_id == http_id
 
-    forward = run_cli("--home", trained.home, "store", "trace", "trace-me-1", "--json", home=trained.home)
+    forward = run_cli("--home", trained.home, "store", "trace", http_id, "--json", home=trained.home)
     assert forward.returncode == 0, forward.stderr
     found = json.loads(forward.stdout)
     assert found["matched_as"] == ["http_request"]
@@ -236,12 +247,12 @@ def test_one_id_leads_from_the_access_log_to_the_decisions_and_back(
     assert back.returncode == 0, back.stderr
     found = json.loads(back.stdout)
     assert found["matched_as"] == ["decision"]
-    assert found["http_request_ids"] == ["trace-me-1"]
+    assert found["http_request_ids"] == [http_id]
     assert sorted(d["decision_id"] for d in found["decisions"]) == sorted(decision_ids)  # with its sibling
 
     table = run_cli("--home", trained.home, "store", "trace", decision_ids[0], home=trained.home)
     assert table.returncode == 0, table.stderr
-    assert "trace-me-1" in table.stdout.splitlines()[0]
+    assert http_id in table.stdout.splitlines()[0]
     unknown = run_cli("--home", trained.home, "store", "trace", "no-such-id", home=trained.home)
     assert unknown.returncode == 1
     assert "no-such-id" in unknown.stderr

@@ -60,12 +60,12 @@ def test_triage_and_feedback_round_trip_on_postgresql(pg_server: LiveServer, pos
         globex_id = theirs.json()["items"][0]["request_id"]
         flush(server)
         recorded = acme.post(
-            "/v1/feedback", json={"request_id": acme_ids[0], "correct_intent": "card_arrival"}
+            "/v1/feedback", json={"request_id": acme_ids[0], "correct_intent": "activate_my_card"}
         )
         across = globex.post(
             "/v1/feedback", json={"request_id": acme_ids[1], "correct_intent": "atm_support"}
         )
-        back = acme.post("/v1/feedback", json={"request_id": globex_id, "correct_intent": "top_up_failed"})
+        back = acme.post("/v1/feedback", json={"request_id": globex_id, "correct_intent": "automatic_top_up"})
     assert recorded.status_code == 200, recorded.text
     assert recorded.json()["predicted_intent"] == mine[0].json()["intent"]
     assert recorded.json()["model_version"] == mine[0].json()["model_version"]
@@ -81,7 +81,7 @@ def test_triage_and_feedback_round_trip_on_postgresql(pg_server: LiveServer, pos
     assert by_id[acme_ids[0]][3] == mine[0].json()["intent"]
     assert by_id[globex_id][4] == "top up failed"
     feedback = rows(postgres_url, "SELECT tenant, request_id, correct_intent FROM feedback")
-    assert feedback == [("acme", acme_ids[0], "card_arrival")]
+    assert feedback == [("acme", acme_ids[0], "activate_my_card")]
 
 
 def test_nul_characters_are_refused_before_they_reach_postgresql(
@@ -103,9 +103,11 @@ def test_nul_characters_are_refused_before_they_reach_postgresql(
 
 
 def test_an_unmigrated_database_is_not_ready_until_migrated(trained: TrainedHome, postgres_url: str) -> None:
-    settings = settings_for(trained, database_url=postgres_url, reload_interval_s=0)
+    ops_key = "ops-key-0123456789abcdef"  # /readyz gives its reasons to the operator key only
+    settings = settings_for(trained, database_url=postgres_url, reload_interval_s=0, ops_key=ops_key)
     with running(settings) as server, server.client(ACME_KEY) as client:
-        before = client.get("/readyz")
+        public = client.get("/readyz")
+        before = client.get("/readyz", headers={"Authorization": f"Bearer {ops_key}"})
         answered = client.post("/v1/triage", json={"text": "my card has not arrived"})
         migrate.upgrade(postgres_url)
         after = client.get("/readyz")
@@ -115,6 +117,9 @@ def test_an_unmigrated_database_is_not_ready_until_migrated(trained: TrainedHome
     assert "has no DeskPilot store schema" in problem
     assert "deskpilot store migrate" in problem
     assert "deskpilot:deskpilot@" not in problem  # the password stays out of status pages
+    assert public.status_code == 503
+    assert "127.0.0.1" not in public.text  # nor the host and the user, for anyone without the key
+    assert "deskpilot@" not in public.text
     assert answered.status_code == 200  # the decision waited in the buffer
     assert after.status_code == 200
     assert rows(postgres_url, "SELECT request_id, tenant FROM decisions") == [

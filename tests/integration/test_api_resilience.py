@@ -39,6 +39,9 @@ from tests.live_server import LiveServer
 
 Predict = Callable[[Sequence[str]], np.ndarray]
 PRIMARY_FAILED = re.compile(r"^(primary|champion) model failed: ")
+# /readyz says why it is not ready only to the operator key (the reasons may name the database)
+OPS_KEY = "ops-key-0123456789abcdef"
+OPERATOR = {"Authorization": f"Bearer {OPS_KEY}"}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,7 @@ def server(trained: TrainedHome) -> Iterator[LiveServer]:
 
 def metric(server: LiveServer, sample: str, **labels: str) -> float:
     """The sum of the samples named ``sample`` whose labels include ``labels`` (0 when there are none)."""
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    text = httpx.get(f"{server.url}/metrics", headers=OPERATOR, timeout=10).text  # needed when a key is set
     return sum(
         s.value
         for family in text_string_to_metric_families(text)
@@ -235,8 +238,8 @@ def test_without_a_champion_the_fallback_answers_and_readyz_says_why(trained: Tr
     assert champion is not None
     trained.registry.delete_alias(MODEL, CHAMPION)
     try:
-        with running(settings_for(trained)) as server, server.client(ACME_KEY) as client:
-            ready = client.get("/readyz")
+        with running(settings_for(trained, ops_key=OPS_KEY)) as server, server.client(ACME_KEY) as client:
+            ready = client.get("/readyz", headers=OPERATOR)
             response = client.post("/v1/triage", json={"text": "my card has not arrived"})
             models = client.get("/v1/models").json()
             trained.registry.set_alias(MODEL, CHAMPION, champion)
@@ -332,16 +335,17 @@ def captured(logger_name: str) -> Iterator[list[logging.LogRecord]]:
 def test_a_store_outage_buffers_decisions_and_flushes_when_it_returns(
     trained: TrainedHome, outage_store: OutageStore
 ) -> None:
-    settings = settings_for(trained, reload_interval_s=0)
+    settings = settings_for(trained, reload_interval_s=0, ops_key=OPS_KEY)
     with running(settings, store=outage_store) as server, server.client(ACME_KEY) as client:
         writer = server.app.state.parts.service.writer
         outage_store.down.set()
         try:
             singles = [client.post("/v1/triage", json={"text": f"card {i} not arrived"}) for i in range(4)]
             batch = client.post("/v1/triage/batch", json={"items": [{"text": "atm"}, {"text": "top up"}]})
-            ready = client.get("/readyz")
+            ready = client.get("/readyz", headers=OPERATOR)
             feedback = client.post(
-                "/v1/feedback", json={"request_id": singles[0].json()["request_id"], "correct_intent": "x"}
+                "/v1/feedback",
+                json={"request_id": singles[0].json()["request_id"], "correct_intent": "atm_support"},
             )
             depth = metric(server, "deskpilot_store_queue_depth")
         finally:
@@ -414,7 +418,9 @@ def test_feedback_right_after_the_answer_waits_for_the_decision_to_be_written(
         request_id = answer.json()["request_id"]
         assert store.get_decision("acme", request_id) is None  # still in the write buffer
         threading.Timer(0.3, store.released.set).start()
-        verdict = client.post("/v1/feedback", json={"request_id": request_id, "correct_intent": "change_pin"})
+        verdict = client.post(
+            "/v1/feedback", json={"request_id": request_id, "correct_intent": "activate_my_card"}
+        )
     assert verdict.status_code == 200, verdict.text
     assert verdict.json()["request_id"] == request_id
 
@@ -453,8 +459,8 @@ def test_a_broken_champion_never_replaces_the_serving_model(trained: TrainedHome
             answer = client.post("/v1/triage", json={"text": "my card has not arrived"}).json()
             ready = client.get("/readyz")
         # a server that starts while the champion is broken serves the fallback and says why it is not ready
-        with running(settings_for(trained)) as server, server.client(ACME_KEY) as client:
-            cold_ready = client.get("/readyz")
+        with running(settings_for(trained, ops_key=OPS_KEY)) as server, server.client(ACME_KEY) as client:
+            cold_ready = client.get("/readyz", headers=OPERATOR)
             cold_answer = client.post("/v1/triage", json={"text": "my card has not arrived"}).json()
             failures = metric(server, "deskpilot_model_load_failures_total", role="champion")
     finally:

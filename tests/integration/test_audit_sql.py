@@ -23,9 +23,12 @@ from deskpilot.store.audit import (
     PROBLEM_CHAIN,
     PROBLEM_EDITED,
     PROBLEM_GAP,
+    PROBLEM_KEY,
     PROBLEM_TRUNCATED,
     AuditAnchor,
+    new_entry,
 )
+from deskpilot.store.audit_seal import ChainSeal, HeadLedger, load_keys
 from deskpilot.store.audit_sql import SqlAuditLog
 from deskpilot.store.sql import SqlStore
 from deskpilot.store.tables import audit_log
@@ -343,3 +346,57 @@ def test_an_unreachable_database_raises_store_unavailable(tmp_path: Path) -> Non
                 call()
     finally:
         log.close()
+
+
+def test_keyed_entries_round_trip_and_verify_on_both_databases(url: str, tmp_path: Path) -> None:
+    migrate.upgrade(url)
+    key_file = tmp_path / "audit.key"
+    seal = ChainSeal(lambda: load_keys([], key_file, create=True), HeadLedger(tmp_path / "heads.jsonl"))
+    log = SqlAuditLog(url, seal=seal)
+    try:
+        appended = [log.append("alice", "promote", f"models:/m/{i}", "r", {"i": i}) for i in range(3)]
+        assert log.entries() == appended
+        assert all(entry.keyed for entry in appended)
+        assert [a.seq for a in seal.anchors(log.location)] == [1, 2, 3]
+        result = log.verify()
+        assert (result.ok, result.checked, result.unkeyed, result.anchors) == (True, 3, 0, 3)
+    finally:
+        log.close()
+    stranger = ChainSeal(lambda: load_keys(["x" * 32], tmp_path / "none", create=False), None)
+    other = SqlAuditLog(url, seal=stranger)
+    try:
+        result = other.verify()
+        assert (result.ok, result.first_broken_seq, result.problem) == (False, 1, PROBLEM_KEY)
+    finally:
+        other.close()
+
+
+def test_a_store_at_0004_keeps_its_unkeyed_entries_through_0005_and_back(url: str) -> None:
+    assert migrate.upgrade(url, "0004") == "0004"
+    engine = sa.create_engine(migrate.parse_url(url))
+    try:
+        entry = new_entry(0, GENESIS_HASH, actor="bob", action="gate", target="t", reason="r", payload={})
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO audit_log (seq, at, actor, action, target, reason, payload, prev_hash, hash)"
+                    " VALUES (1, :at, 'bob', 'gate', 't', 'r', '{}', :prev, :hash)"
+                ),
+                {"at": entry.at.replace(tzinfo=None), "prev": GENESIS_HASH, "hash": entry.hash},
+            )
+        assert migrate.upgrade(url) == migrate.head_revision() == "0005"
+        log = SqlAuditLog(url)
+        try:
+            (kept,) = log.entries()
+            assert (kept.hash, kept.key_id, kept.mac) == (entry.hash, None, None)
+            result = log.verify()
+            assert (result.ok, result.unkeyed) == (True, 1)
+        finally:
+            log.close()
+        assert migrate.downgrade(url, "0004") == "0004"
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("audit_log")}
+            assert not {"key_id", "mac"} & columns
+            assert conn.execute(sa.text("SELECT count(*) FROM audit_log")).scalar() == 1
+    finally:
+        engine.dispose()

@@ -61,7 +61,9 @@ def test_key_changes_are_audited_and_tampering_is_found(tmp_path: Path) -> None:
 
     intact = run_cli("audit", "verify", home=home)
     assert intact.returncode == 0, intact.stderr
-    assert intact.stdout.startswith(f"chain intact: 2 entries, head {entry['hash'][:12]}\n")
+    assert intact.stdout.startswith(
+        f"chain intact: 2 entries (all keyed), head {entry['hash'][:12]}, 2 recorded heads matched\n"
+    )
 
     with sqlite3.connect(home / "deskpilot.db") as db:
         db.execute("DROP TRIGGER audit_log_no_update")
@@ -94,16 +96,27 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_an_unreachable_store_does_not_block_key_changes(
+def test_an_unreachable_store_does_not_block_revocation_but_creation_fails_closed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"postgresql+psycopg://deskpilot:secret@127.0.0.1:{_closed_port()}/deskpilot"
     monkeypatch.setenv("DESKPILOT_DATABASE_URL", url)
     created = run_cli("keys", "create", "--tenant", "acme", home=tmp_path)
-    assert created.returncode == 0, created.stderr
-    assert KEY_LINE.fullmatch(created.stdout.strip())
-    assert "warning: the audit entry could not be written (store unavailable)" in created.stderr
+    assert created.returncode == 1
+    assert created.stdout == ""  # no key is shown, and none exists
+    assert "error: no key was created: its audit entry cannot be written now" in created.stderr
+    assert "unavailable" in created.stderr
     assert "secret" not in created.stderr
+    assert not (tmp_path / "keys.jsonl").exists()
+
+    _, record = create_key(tmp_path / "keys.jsonl", "acme")
+    revoked = run_cli("keys", "revoke", record.key_id, home=tmp_path)
+    assert revoked.returncode == 0, revoked.stderr
+    assert f"revoked key {record.key_id}" in revoked.stdout
+    assert "warning: the audit entry could not be written (store unavailable)" in revoked.stderr
+    assert "secret" not in revoked.stderr
+    listed = run_cli("keys", "list", "--json", home=tmp_path)
+    assert [k["revoked"] for k in json.loads(listed.stdout)] == [True]
 
 
 def test_a_postgres_schema_behind_refuses_create_and_fails_revoke_loudly(

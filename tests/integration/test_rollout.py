@@ -23,7 +23,15 @@ from deskpilot.rollout.actions import promote, read_state, rollback
 from deskpilot.rollout.split import to_challenger
 from deskpilot.store.audit_sql import SqlAuditLog
 from tests.helpers import bundled_subset
-from tests.integration.api_fixtures import ACME_KEY, MODEL, TrainedHome, running, settings_for, trained_home
+from tests.integration.api_fixtures import (
+    ACME_KEY,
+    GLOBEX_KEY,
+    MODEL,
+    TrainedHome,
+    running,
+    settings_for,
+    trained_home,
+)
 from tests.live_server import LiveServer
 
 POLICY = """\
@@ -79,11 +87,13 @@ def server(trained: TrainedHome, tmp_path: Path, request: pytest.FixtureRequest)
 
 
 def audit_log(trained: TrainedHome) -> SqlAuditLog:
+    from deskpilot.config import Settings
     from deskpilot.store import migrate
+    from deskpilot.workflows.audit import audit_seal
 
     url = f"sqlite:///{(trained.home / 'deskpilot.db').resolve()}"
     migrate.upgrade(url)
-    return SqlAuditLog(url)
+    return SqlAuditLog(url, seal=audit_seal(Settings(home=trained.home), create_key=True))
 
 
 def set_stage(trained: TrainedHome, to: str, percent: float | None = None) -> None:
@@ -277,8 +287,10 @@ def test_a_challenger_wrong_on_feedback_is_rolled_back(server: LiveServer, train
         return np.roll(probs, 1, axis=1)  # confidently the neighbouring intent
 
     inject(server, wrong)
-    with server.client(ACME_KEY) as client:
+    # two tenants see it: one tenant's verdicts alone never decide the rule (tests/security)
+    with server.client(ACME_KEY) as acme, server.client(GLOBEX_KEY) as globex:
         for i, (text, label) in enumerate(LABELS.items()):
+            client = (acme, globex)[i % 2]
             answer = client.post("/v1/triage", json={"text": text, "id": f"fb-{i}"}).json()
             server.app.state.parts.service.writer.flush(10)
             client.post("/v1/feedback", json={"request_id": answer["request_id"], "correct_intent": label})
@@ -286,4 +298,5 @@ def test_a_challenger_wrong_on_feedback_is_rolled_back(server: LiveServer, train
                 break
     reason = rolled_back(server, trained, "feedback_accuracy")
     assert "z-test" in reason
+    assert "verdicts of 2 tenant(s)" in reason
     assert len(classes) > 1

@@ -19,7 +19,7 @@ from deskpilot.errors import StoreError, StoreNotFoundError, StoreUnavailableErr
 from deskpilot.store import migrate
 from deskpilot.store.base import DecisionStore
 from deskpilot.store.memory import InMemoryStore
-from deskpilot.store.records import DecisionRecord
+from deskpilot.store.records import DecisionRecord, ShadowRecord
 from deskpilot.store.sql import SqlStore
 from deskpilot.store.tables import VERSION_TABLE, metadata
 from deskpilot.store.writer import BufferedWriter
@@ -177,7 +177,7 @@ def test_a_store_at_0003_keeps_its_rows_through_0004_and_back(url: str) -> None:
                 ),
                 {"at": T0.replace(tzinfo=None)},
             )
-        assert migrate.upgrade(url) == migrate.head_revision() == "0004"
+        assert migrate.upgrade(url) == migrate.head_revision()
         store = SqlStore(url)
         try:
             kept = store.get_decision("acme", "req-1")
@@ -369,3 +369,54 @@ def test_sqlite_runs_in_wal_mode_in_the_directory_migrate_created(tmp_path: Path
         assert (mode, sync) == ("wal", 1)  # 1 is NORMAL
     finally:
         store.close()
+
+
+def retention_records() -> tuple[list[DecisionRecord], list[ShadowRecord]]:
+    decisions = [
+        record(1, ticket_id="T-1", created_at=T0 - timedelta(days=90)),
+        record(2, ticket_id="T-2", created_at=T0 - timedelta(days=90)),
+        record(3, ticket_id="T-1"),
+        record(4, "globex", ticket_id="T-1"),
+        record(5, ticket_id=None),
+    ]
+    shadows = [
+        ShadowRecord(
+            tenant=d.tenant,
+            request_id=d.request_id,
+            model_name="deskpilot-triage",
+            model_version="5",
+            intent="lost_card",
+            confidence=0.5,
+            route=Route.HUMAN,
+            created_at=d.created_at,
+        )
+        for d in decisions
+    ]
+    return decisions, shadows
+
+
+@pytest.mark.parametrize("batch", [1, 1000])
+def test_purge_and_erase_delete_the_same_rows_as_the_memory_store(store: SqlStore, batch: int) -> None:
+    memory = InMemoryStore()
+    decisions, shadows = retention_records()
+    for target in (store, memory):
+        target.write_decisions(decisions)
+        target.write_shadow(shadows)
+        for request_id in ("req-1", "req-3"):
+            target.add_feedback("acme", request_id, "lost_card")
+    cutoff = T0 - timedelta(days=30)
+    purged = store.purge(cutoff, batch=batch)
+    assert purged == memory.purge(cutoff)
+    assert purged.to_dict() == {"decisions": 2, "feedback": 1, "shadow": 2}
+    assert store.purge(cutoff).total == 0
+    in_globex = store.erase_ticket(["T-1"], tenant="globex")
+    assert in_globex.to_dict() == {"decisions": 1, "feedback": 0, "shadow": 1}
+    memory.erase_ticket(["T-1"], tenant="globex")
+    erased = store.erase_ticket(["T-1", "T-9"])
+    assert erased == memory.erase_ticket(["T-1", "T-9"])
+    assert erased.to_dict() == {"decisions": 1, "feedback": 1, "shadow": 1}
+    assert store.erase_ticket([]).total == 0
+    for tenant in ("acme", "globex"):
+        assert store.decisions(tenant) == memory.decisions(tenant)
+        assert store.feedback(tenant) == memory.feedback(tenant)
+    assert [d.request_id for d in store.decisions("acme")] == ["req-5"]

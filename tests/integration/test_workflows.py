@@ -12,10 +12,11 @@ import pytest
 
 from deskpilot.config import Settings
 from deskpilot.errors import AuditWriteError, StoreError, StoreUnavailableError
+from deskpilot.service.keys import create_key
 from deskpilot.store.audit import AuditAction, InMemoryAuditLog
 from deskpilot.store.audit_sql import SqlAuditLog
 from deskpilot.workflows import evaluation, keys, rollout, training
-from deskpilot.workflows.audit import PENDING_FILE, AuditRecorder, PendingEntries
+from deskpilot.workflows.audit import PENDING_FILE, AuditRecorder, PendingEntries, verify_chain
 from tests.helpers import bundled_subset, run_cli
 
 pytestmark = pytest.mark.slow
@@ -93,14 +94,16 @@ def test_an_unreachable_store_stops_training_before_it_starts(small_data: Path, 
     assert not settings.snapshot_dir.exists() or not any(settings.snapshot_dir.iterdir())
 
 
-def test_key_changes_queue_their_entries_and_the_next_append_writes_them_in_order(tmp_path: Path) -> None:
+def test_revocations_queue_their_entries_and_the_next_append_writes_them_in_order(tmp_path: Path) -> None:
     dead = f"postgresql+psycopg://deskpilot:x@127.0.0.1:{_closed_port()}/deskpilot"
     offline = Settings(home=tmp_path, database_url=dead)
-    created = keys.create(offline, "acme", label="ops")
-    revoked = keys.revoke(offline, created.record.key_id)
-    assert created.audit.queued
-    assert revoked.audit is not None
-    assert revoked.audit.queued
+    _, first = create_key(offline.keys_file, "acme", label="ops")
+    _, second = create_key(offline.keys_file, "acme")
+    with pytest.raises(StoreUnavailableError, match="no key was created"):
+        keys.create(offline, "globex")
+    assert [k.key_id for k in keys.listing(offline)] == [first.key_id, second.key_id]
+    revoked = [keys.revoke(offline, record.key_id) for record in (first, second)]
+    assert all(r.audit is not None and r.audit.queued for r in revoked)
     assert PendingEntries(tmp_path / PENDING_FILE).count() == 2
 
     online = Settings(home=tmp_path)  # the store is back (here: the local SQLite one)
@@ -109,15 +112,16 @@ def test_key_changes_queue_their_entries_and_the_next_append_writes_them_in_orde
     log = SqlAuditLog(online.resolved_database_url)
     try:
         written = log.entries()
-        assert log.verify().ok
     finally:
         log.close()
+    assert verify_chain(online).result.ok
     assert [(e.action, e.payload["tenant"], e.payload.get("deferred")) for e in written] == [
-        ("key_create", "acme", True),
+        ("key_revoke", "acme", True),
         ("key_revoke", "acme", True),
         ("key_create", "globex", None),
     ]
     assert written[0].payload["queued_at"] < written[1].payload["queued_at"]
+    assert all(e.keyed for e in written)
 
 
 class RefusingLog(InMemoryAuditLog):
@@ -161,12 +165,10 @@ class ReadOnlyLog(InMemoryAuditLog):
         raise StoreError("permission denied for table audit_log")
 
 
-def test_a_key_whose_entry_then_fails_is_still_handed_over_with_the_error(tmp_path: Path) -> None:
+def test_a_key_whose_entry_then_fails_is_revoked_and_never_handed_over(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
     recorder = AuditRecorder(ReadOnlyLog(), pending=PendingEntries(tmp_path / PENDING_FILE), actor="t")
-    created = keys.create(settings, "acme", audit=recorder)
-    assert created.raw_key
-    assert created.audit is None
-    assert created.audit_error is not None
-    assert "permission denied" in created.audit_error.message
-    assert [k.key_id for k in keys.listing(settings)] == [created.record.key_id]
+    with pytest.raises(AuditWriteError, match=r"no key was created.*permission denied.*before anyone saw it"):
+        keys.create(settings, "acme", audit=recorder)
+    [record] = keys.listing(settings)
+    assert record.revoked

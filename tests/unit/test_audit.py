@@ -5,19 +5,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import stat
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
+from deskpilot.errors import ConfigError, StoreError
 from deskpilot.store.audit import (
     GENESIS_HASH,
     PROBLEM_ANCHOR,
     PROBLEM_CHAIN,
     PROBLEM_EDITED,
     PROBLEM_GAP,
+    PROBLEM_KEY,
+    PROBLEM_MAC,
     PROBLEM_ORDER,
     PROBLEM_TRUNCATED,
+    PROBLEM_UNKEYED,
     AuditAnchor,
     AuditEntry,
     InMemoryAuditLog,
@@ -27,6 +33,7 @@ from deskpilot.store.audit import (
     default_actor,
     new_entry,
 )
+from deskpilot.store.audit_seal import ChainSeal, HeadLedger, key_id_of, load_keys, parse_secret
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 FIRST_PAYLOAD = {"to": "champion", "percent": 100, "from": "canary", "note": "ünï"}
@@ -310,3 +317,114 @@ def test_concurrent_appends_never_fork() -> None:
 def test_default_actor_is_the_os_user(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOGNAME", "operator-7")
     assert default_actor() == "operator-7"
+
+
+# --- Keys and recorded heads (finding 5): what the hashes alone cannot tell -------------------------------
+
+
+def sealed(tmp_path: Path, *, configured: tuple[str, ...] = ()) -> tuple[InMemoryAuditLog, ChainSeal]:
+    key_file = tmp_path / "audit.key"
+    seal = ChainSeal(
+        lambda: load_keys(list(configured), key_file, create=True),
+        HeadLedger(tmp_path / "heads.jsonl"),
+        key_file=key_file,
+    )
+    return InMemoryAuditLog(seal=seal), seal
+
+
+def test_a_sealed_log_signs_records_and_checks_every_entry(tmp_path: Path) -> None:
+    log, seal = sealed(tmp_path)
+    for i in range(3):
+        log.append("alice", "promote", f"models:/m/{i}", "r", {"i": i})
+    assert all(e.keyed and e.key_id == seal.keys.signing_id for e in log.entries())
+    assert [a.seq for a in seal.anchors("memory")] == [1, 2, 3]
+    assert seal.anchors("sqlite:////elsewhere.db") == []
+    result = log.verify()
+    assert (result.ok, result.checked, result.unkeyed, result.macs_checked, result.anchors) == (
+        True,
+        3,
+        0,
+        True,
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"mac": "f" * 64}, PROBLEM_MAC),
+        ({"key_id": "0123456789ab"}, PROBLEM_KEY),
+        ({"key_id": None, "mac": None}, PROBLEM_UNKEYED),
+    ],
+)
+def test_a_tampered_mac_is_found_at_its_entry(
+    tmp_path: Path, change: dict[str, object], problem: str
+) -> None:
+    log, _ = sealed(tmp_path)
+    for i in range(3):
+        log.append("alice", "promote", f"models:/m/{i}", "r", {"i": i})
+    log.rows[1] = dataclasses.replace(log.rows[1], **change)  # type: ignore[arg-type]
+    result = log.verify()
+    assert (result.ok, result.first_broken_seq, result.problem, result.checked) == (False, 2, problem, 1)
+
+
+def test_recorded_heads_find_a_deleted_tail_and_a_stripped_key(tmp_path: Path) -> None:
+    log, _ = sealed(tmp_path)
+    for i in range(3):
+        log.append("alice", "promote", f"models:/m/{i}", "r", {"i": i})
+    kept = list(log.rows)
+    del log.rows[2:]
+    result = log.verify()
+    assert (result.first_broken_seq, result.problem) == (3, PROBLEM_TRUNCATED)
+    # The same content unkeyed from the genesis: the hashes hold, the recorded key ids do not.
+    log.rows[:] = [dataclasses.replace(e, key_id=None, mac=None) for e in kept]
+    assert check_chain(log.rows).ok  # nothing to compare with: three unkeyed entries
+    result = log.verify()
+    assert (result.first_broken_seq, result.problem) == (1, PROBLEM_ANCHOR)
+
+
+def test_unkeyed_entries_may_only_start_the_chain(tmp_path: Path) -> None:
+    plain = InMemoryAuditLog()
+    plain.append("bob", "gate", "models:/m/1", "old release")
+    log, _ = sealed(tmp_path)
+    log.rows = list(plain.rows)
+    log.append("alice", "promote", "models:/m/1", "r")
+    result = log.verify()
+    assert (result.ok, result.checked, result.unkeyed, result.keyed) == (True, 2, 1, 1)
+    log.use_seal(None)
+    with pytest.raises(StoreError, match="no audit key"):
+        log.append("mallory", "promote", "models:/m/9", "unkeyed after keyed")
+
+
+def test_keys_come_from_the_setting_first_then_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        load_keys(["short"], tmp_path / "k", create=True)
+    configured = load_keys(["c" * 40], tmp_path / "k", create=True)
+    assert not (tmp_path / "k").exists()  # a configured key needs no file
+    assert configured.signing_id == key_id_of(b"c" * 40)
+    assert parse_secret("ab" * 32) == bytes.fromhex("ab" * 32)
+    created = load_keys([], tmp_path / "k", create=True)
+    assert stat.S_IMODE((tmp_path / "k").stat().st_mode) == 0o600
+    assert load_keys([], tmp_path / "k", create=False).keys == created.keys
+    assert load_keys([], tmp_path / "missing", create=False).signing_id is None
+    both = load_keys(["c" * 40], tmp_path / "k", create=False)
+    assert both.signing_id == configured.signing_id
+    assert set(both.keys) == {configured.signing_id, created.signing_id}
+    first, second = both.digest("ticket_id", "T-1"), created.digest("ticket_id", "T-1")
+    assert first != second
+    assert first == both.digest("ticket_id", "T-1")
+    (tmp_path / "k").write_text("not hex\n")
+    with pytest.raises(ConfigError, match=r"k:1: not an audit key"):
+        load_keys([], tmp_path / "k", create=False)
+
+
+def test_a_ledger_line_that_is_not_a_head_is_an_error_unless_it_is_a_cut_last_line(tmp_path: Path) -> None:
+    log, seal = sealed(tmp_path)
+    log.append("alice", "gate", "models:/m/1", "r")
+    ledger = tmp_path / "heads.jsonl"
+    with ledger.open("a") as handle:
+        handle.write('{"store": "memory", "seq": 2, "ha')  # a crash mid-write
+    assert [a.seq for a in seal.anchors("memory")] == [1]
+    ledger.write_text('garbage\n{"store": "memory"}\n')
+    with pytest.raises(ConfigError, match=r"heads\.jsonl:1: not a recorded audit head"):
+        seal.anchors("memory")

@@ -270,6 +270,7 @@ RULES = RolloutRules(
     max_disagreement=0.5,
     feedback_max_drop=0.05,
     feedback_min_samples=30,
+    feedback_min_tenants=1,  # the by-hand z-test counts one source; the tenant rules: tests/security
     alpha=0.05,
 )
 
@@ -355,7 +356,7 @@ def test_windows_expire_with_the_clock() -> None:
         champion_auto=True,
         challenger_auto=False,
     )
-    monitor.observe_feedback(Role.CHALLENGER, correct=False)
+    monitor.observe_verdict("acme", "r1", {Role.CHALLENGER: False})
     now = monitor.stats(Role.CHALLENGER)
     assert (now.requests, now.errors, now.compared, now.disagreements, now.feedback) == (3, 1, 1, 1, 1)
     assert now.p99_ms == pytest.approx(19.9)  # failed calls carry no latency
@@ -384,8 +385,8 @@ def test_agreement_totals_and_reset() -> None:
             champion_auto=champion_auto,
             challenger_auto=challenger_auto,
         )
-    monitor.observe_paired_feedback(champion_correct=True, challenger_correct=False)
-    monitor.observe_paired_feedback(champion_correct=True, challenger_correct=True)
+    monitor.observe_verdict("acme", "r1", {Role.CHAMPION: True, Role.CHALLENGER: False})
+    monitor.observe_verdict("globex", "r1", {Role.CHAMPION: True, Role.CHALLENGER: True})
     totals = monitor.agreement.to_dict()
     assert totals["compared"] == 4
     assert totals["agreement_rate"] == 0.75
@@ -395,7 +396,12 @@ def test_agreement_totals_and_reset() -> None:
         {"intent": "a", "compared": 2, "agreement_rate": 0.5},
         {"intent": "b", "compared": 2, "agreement_rate": 1.0},
     ]
-    assert totals["feedback"] == {"judged": 2, "champion_accuracy": 1.0, "challenger_accuracy": 0.5}
+    assert totals["feedback"] == {
+        "judged": 2,
+        "tenants": 2,
+        "champion_accuracy": 1.0,
+        "challenger_accuracy": 0.5,
+    }
 
     monitor.observe_call(Role.CHALLENGER, 1.0, error=True)
     monitor.reset()

@@ -7,19 +7,24 @@ handlers and middleware. Nothing happens at import.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from deskpilot import __version__
 from deskpilot.api.errors import install_error_handlers
-from deskpilot.api.middleware import BodyGuard, RequestContext
+from deskpilot.api.middleware import BodyGuard, RequestContext, TenantGate
 from deskpilot.api.routes import feedback, ops, triage
+from deskpilot.api.server import HEADER_TIMEOUT_STATE
 from deskpilot.config import Settings
 from deskpilot.workflows.serving import Overrides, ServingStack
 
 __all__ = ["DESCRIPTION", "Overrides", "create_app"]
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """Triage support messages: intent, calibrated confidence, and whether the ticket can be routed
 automatically (`auto`) or needs a person (`human`). Authenticate with `Authorization: Bearer <key>`; every
@@ -30,11 +35,16 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     stack = ServingStack(settings, overrides)  # a bad policy, key file or limit fails here, before serving
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         await stack.start()
         app.state.parts = stack
+        if settings.ops_key is None and settings.metrics_port is None:
+            logger.warning(
+                "GET /metrics is public and names every tenant: "
+                "set DESKPILOT_OPS_KEY or DESKPILOT_METRICS_PORT"
+            )
         try:
-            yield
+            yield {HEADER_TIMEOUT_STATE: settings.header_timeout_s}  # read by the server's protocol
         finally:
             await stack.stop()
 
@@ -44,10 +54,25 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+    app.state.metrics = stack.metrics
     install_error_handlers(app)
     app.include_router(triage.router)
     app.include_router(feedback.router)
     app.include_router(ops.router)
-    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContext, metrics=stack.metrics, tracer=stack.tracer)
+    gate = TenantGate(
+        authenticate=stack.keys.authenticate,
+        limiter=stack.limiter,
+        metrics=stack.metrics,
+        bytes_per_token=settings.rate_limit_bytes_per_token,
+    )
+    app.add_middleware(
+        BodyGuard, max_body_bytes=settings.max_body_bytes, gate=gate, body_timeout_s=settings.body_timeout_s
+    )
+    app.add_middleware(
+        RequestContext,
+        metrics=stack.metrics,
+        tracer=stack.tracer,
+        redact=stack.redactor.redact,
+        known_paths=frozenset(app.openapi()["paths"]),  # the document is built once, here
+    )
     return app

@@ -2,6 +2,9 @@
 
 The statuses live on the classes in :mod:`deskpilot.errors`, so a code keeps its status wherever it is raised.
 Anything a caller can send ends in a 4xx from here; a 500 means a bug, and its body never carries internals.
+Neither does a 503 from the store: an error whose details name the database (the store's errors do) goes
+out with a generic message and no details, and the whole of it goes to the log. A schema error lists at most
+:data:`MAX_LISTED_ERRORS` problems and counts the rest.
 """
 
 from __future__ import annotations
@@ -20,44 +23,65 @@ from deskpilot.errors import (
     InvalidJsonError,
     MethodNotAllowedError,
     NotFoundError,
+    OverloadedError,
     RateLimitedError,
     RequestError,
+    RequestTimeoutError,
     RequestValidationError,
 )
 
 logger = logging.getLogger(__name__)
 
 _STARLETTE_ERRORS: dict[int, type[RequestError]] = {404: NotFoundError, 405: MethodNotAllowedError}
+MAX_LISTED_ERRORS = 20
+_INTERNAL_DETAILS = frozenset({"database"})  # details that name infrastructure (the store's errors set it)
+_KEPT_DETAILS = frozenset({"retry_after_s"})
 
 
 def error_body(error: DeskPilotError) -> dict[str, Any]:
-    return {"error": error.to_dict()}
+    """``{"error": {"code", "message", "details"}}``, without the database's address, file path or driver
+    message: an error whose details name the database gets a generic message (the original is logged)."""
+    if not _INTERNAL_DETAILS & error.details.keys():
+        return {"error": error.to_dict()}
+    logger.warning(
+        "%s: %s", error.code, error.message, extra={"code": error.code, "details": dict(error.details)}
+    )
+    kept = {k: v for k, v in error.details.items() if k in _KEPT_DETAILS}
+    return {
+        "error": {"code": error.code, "message": "the service's store failed; retry later", "details": kept}
+    }
 
 
-def _headers_for(error: DeskPilotError) -> dict[str, str]:
-    if isinstance(error, RateLimitedError):
+def error_headers(error: DeskPilotError) -> dict[str, str]:
+    """The headers an error's class calls for: when to retry, how to authenticate, that the connection
+    closes (a body that did not arrive in time leaves the stream in an unknown state)."""
+    if isinstance(error, RateLimitedError | OverloadedError):
         retry_after = error.details.get("retry_after_s")
-        return {} if retry_after is None else {"Retry-After": str(int(retry_after))}
+        return {} if retry_after is None else {"Retry-After": str(max(1, int(retry_after)))}
     if isinstance(error, AuthenticationError):
         return {"WWW-Authenticate": 'Bearer realm="deskpilot"'}
+    if isinstance(error, RequestTimeoutError):
+        return {"Connection": "close"}
     return {}
 
 
 def error_response(error: DeskPilotError, *, headers: dict[str, str] | None = None) -> JSONResponse:
     """The response for ``error``: its class's status, plus the headers its class calls for."""
-    merged = {**(headers or {}), **_headers_for(error)}
+    merged = {**(headers or {}), **error_headers(error)}
     return JSONResponse(error_body(error), status_code=error.http_status, headers=merged or None)
 
 
-def _validation_details(errors: list[Any]) -> list[dict[str, Any]]:
-    """Where and why, without echoing the caller's input back (it may hold PII)."""
-    return [
+def validation_details(errors: list[Any]) -> dict[str, Any]:
+    """Where and why, without echoing the caller's input back (it may hold PII): the first
+    :data:`MAX_LISTED_ERRORS` problems and how many there were in all."""
+    listed = [
         {
             "field": ".".join(str(part) for part in e.get("loc", ()) if part != "body"),
             "problem": e.get("msg", ""),
         }
-        for e in errors
+        for e in errors[:MAX_LISTED_ERRORS]
     ]
+    return {"errors": listed, "error_count": len(errors)}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -72,8 +96,7 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(InvalidJsonError("the request body is not valid JSON"))
         return error_response(
             RequestValidationError(
-                "the request body does not match the schema",
-                details={"errors": _validation_details(errors)},
+                "the request body does not match the schema", details=validation_details(errors)
             )
         )
 

@@ -36,7 +36,10 @@ class TriageBatchRequest(_Strict):
 
 class FeedbackRequest(_Strict):
     request_id: Identifier
-    correct_intent: Identifier
+    correct_intent: Identifier = Field(
+        description="One of the intents the serving models know, or `__other__` when none fits; anything "
+        "else is refused (422 unknown_intent, whose details list them). Posting again replaces the verdict."
+    )
 
 
 class IntentScorePublic(BaseModel):
@@ -96,6 +99,9 @@ class PairedFeedbackPublic(BaseModel):
     judged: int = Field(description="Requests with feedback that both models answered.")
     champion_accuracy: float | None
     challenger_accuracy: float | None
+    tenants: int = Field(
+        default=0, description="Tenants whose verdicts these are; each decision counts once."
+    )
 
 
 class ShadowPublic(BaseModel):

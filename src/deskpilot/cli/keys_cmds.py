@@ -1,10 +1,10 @@
 """``deskpilot keys create|list|revoke``: API keys in the keys file the server re-reads without a restart.
 
 Creating and revoking a key are appended to the audit log (key id, tenant and label; never the key or its
-hash) by :mod:`deskpilot.workflows.keys`. While the store cannot be reached, the entry is queued and the
-command warns, so that keys can be managed, above all revoked, during a database outage; a store whose
-schema is behind refuses a ``create`` before the key exists, and fails a ``revoke`` after the key is revoked
-(exit 1, saying so).
+hash) by :mod:`deskpilot.workflows.keys`. A revocation never waits for the store: while it cannot be
+reached, the entry is queued and the command warns; a store whose schema is behind fails a ``revoke`` after
+the key is revoked (exit 1, saying so). A ``create`` fails closed: no key is created (or shown) unless its
+entry is in the audit log.
 """
 
 from __future__ import annotations
@@ -44,9 +44,6 @@ def create(
     )
     if created.audit is not None:
         say_audited([created.audit])
-    if created.audit_error is not None:
-        typer.echo(f"error: {created.audit_error.message}", err=True)
-        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command("list")

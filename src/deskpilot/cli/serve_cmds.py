@@ -16,7 +16,7 @@ from deskpilot.cli.common import reported_errors, state
 from deskpilot.config import Settings
 
 if TYPE_CHECKING:
-    pass
+    from prometheus_client import CollectorRegistry
 
 
 def serve(
@@ -37,6 +37,7 @@ def serve(
     import uvicorn
 
     from deskpilot.api.app import create_app
+    from deskpilot.api.server import uvicorn_options
     from deskpilot.service.observability import configure_json_logging
 
     settings = state(ctx).settings
@@ -45,26 +46,49 @@ def serve(
     configure_json_logging()
     with reported_errors():
         app = create_app(settings)  # with workers too: a bad setting fails here, once, before any spawn
-    options: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "log_config": None,
-        "access_log": False,
-        "loop": "uvloop",
-        "http": "httptools",
-        "timeout_graceful_shutdown": 10,
-    }
+    options: dict[str, Any] = {"host": host, "port": port, **uvicorn_options(settings)}
     if settings.workers == 1:
-        uvicorn.run(app, **options)
+        with _metrics_server(settings, app.state.metrics.registry):
+            uvicorn.run(app, **options)
         return
-    with reported_errors(), _worker_environment(settings):
+    with (
+        reported_errors(),
+        _worker_environment(settings) as metrics_dir,
+        _metrics_server(settings, _multiprocess_registry(metrics_dir)),
+    ):
         uvicorn.run(
             "deskpilot.api.worker:create_worker_app", factory=True, workers=settings.workers, **options
         )
 
 
+def _multiprocess_registry(metrics_dir: str) -> CollectorRegistry:
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
+    return registry
+
+
 @contextmanager
-def _worker_environment(settings: Settings) -> Iterator[None]:
+def _metrics_server(settings: Settings, registry: CollectorRegistry) -> Iterator[None]:
+    """With ``DESKPILOT_METRICS_PORT``, the metrics on a port of their own (the API's /metrics is then 404);
+    with several workers this parent process serves the sums over all of them."""
+    if settings.metrics_port is None:
+        yield
+        return
+    from prometheus_client import start_http_server
+
+    server, thread = start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@contextmanager
+def _worker_environment(settings: Settings) -> Iterator[str]:
     """Hand the settings to the worker processes and give them one metrics folder; clean it up after."""
     from deskpilot.service.metrics import MULTIPROC_ENV
     from deskpilot.workflows.build import writable_store_url
@@ -76,7 +100,7 @@ def _worker_environment(settings: Settings) -> Iterator[None]:
     os.environ["DESKPILOT_WORKERS"] = str(settings.workers)
     os.environ[MULTIPROC_ENV] = metrics_dir
     try:
-        yield
+        yield metrics_dir
     finally:
         for name, value in saved.items():
             if value is None:

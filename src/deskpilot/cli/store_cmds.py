@@ -1,14 +1,18 @@
-"""``deskpilot store migrate|trace``: the decision store's schema, and one id through its decision log."""
+"""``deskpilot store migrate|trace|purge|erase``: the decision store's schema, one id through its decision
+log, and deleting what it need not keep (retention) or must not keep (erasure)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from deskpilot.cli.common import JsonOpt, emit_json, reported_errors, state
+from deskpilot.cli.common import EXIT_FAILED, JsonOpt, emit_json, reported_errors, say_audited, state
+from deskpilot.errors import UsageError
 
 if TYPE_CHECKING:
+    from deskpilot.store.base import DeletedRows
     from deskpilot.workflows.decisions import DecisionTrace
 
 app = typer.Typer(help="The prediction and feedback store.", no_args_is_help=True)
@@ -16,14 +20,24 @@ app = typer.Typer(help="The prediction and feedback store.", no_args_is_help=Tru
 
 @app.command("migrate")
 def migrate_store(ctx: typer.Context) -> None:
-    """Create or upgrade the store's tables (DESKPILOT_DATABASE_URL, default SQLite under the home)."""
-    from deskpilot.store import migrate
+    """Create or upgrade the store's tables (DESKPILOT_DATABASE_URL, default SQLite under the home).
+
+    With DESKPILOT_MIGRATION_DATABASE_URL (PostgreSQL), the tables are created by that owner role and the
+    role of DESKPILOT_DATABASE_URL gets only what the service needs: INSERT and SELECT on the audit log."""
+    from deskpilot.workflows.schema import migrate_store as migrate
 
     settings = state(ctx).settings
     with reported_errors():
-        settings.home.mkdir(parents=True, exist_ok=True)
-        revision = migrate.upgrade(settings.resolved_database_url)
-    typer.echo(f"store schema at revision {revision}")
+        done = migrate(settings)
+    typer.echo(f"store schema at revision {done.revision}")
+    if done.runtime_role is not None:
+        typer.echo(f"runtime role {done.runtime_role}: INSERT and SELECT on audit_log, no more")
+    if done.loose_home is not None:
+        typer.echo(
+            f"warning: {settings.home} is open to other users (mode {done.loose_home:04o}): "
+            f"chmod 700 {settings.home}",
+            err=True,
+        )
 
 
 @app.command("trace")
@@ -101,3 +115,87 @@ def _trace_lines(found: DecisionTrace) -> list[str]:
         for row in (header, *rows)
     ]
     return [heading, *table]
+
+
+def _date(text: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--before {text!r}: expected a date (2026-01-31) or an ISO time") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+@app.command("purge")
+def purge_command(
+    ctx: typer.Context,
+    before: Annotated[
+        str,
+        typer.Option(
+            "--before",
+            metavar="DATE",
+            help="Delete what is older than this date or ISO time (UTC unless it says otherwise).",
+        ),
+    ],
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the audit log.")] = "purged from the CLI",
+    json_output: JsonOpt = False,
+) -> None:
+    """Delete decisions made before DATE, with all their feedback, and shadow answers given before it, in
+    every tenant; audited (the audit log itself is never purged)."""
+    from deskpilot.workflows.retention import purge
+
+    settings = state(ctx).settings
+    with reported_errors(as_json=json_output):
+        done = purge(settings, _date(before), reason=reason)
+    if json_output:
+        emit_json(done.to_dict())
+    else:
+        typer.echo(f"purged before {done.before.isoformat()}: {_counts(done.deleted)}")
+    _audited(done.audit, done.audit_error)
+
+
+@app.command("erase")
+def erase_command(
+    ctx: typer.Context,
+    ticket_id: Annotated[str, typer.Option("--ticket-id", help="The ticket whose records to erase.")],
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only this tenant's [default: every tenant's].")
+    ] = None,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why, for the audit log (personal data in it is redacted).")
+    ] = "erasure request",
+    json_output: JsonOpt = False,
+) -> None:
+    """Delete every decision of a ticket, its feedback and shadow answers; the audit entry keeps a keyed
+    hash of the ticket id and the counts, not the id."""
+    from deskpilot.workflows.retention import erase
+
+    settings = state(ctx).settings
+    with reported_errors(as_json=json_output):
+        done = erase(settings, ticket_id, tenant=tenant, reason=reason)
+    if json_output:
+        emit_json(done.to_dict())
+    else:
+        where = f"tenant {tenant}" if tenant else "every tenant"
+        typer.echo(f"erased ticket (hmac {done.ticket_digest[:16]}, {where}): {_counts(done.deleted)}")
+    if done.unmatched_form is not None:
+        typer.echo(
+            f"warning: decisions logged since ticket ids are redacted store this one as "
+            f"{done.unmatched_form!r}, which other tickets share: those were not erased",
+            err=True,
+        )
+    _audited(done.audit, done.audit_error)
+
+
+def _counts(deleted: DeletedRows) -> str:
+    return f"{deleted.decisions} decisions, {deleted.feedback} feedback, {deleted.shadow} shadow answers"
+
+
+def _audited(receipt: object, error: object) -> None:
+    from deskpilot.errors import AuditWriteError
+    from deskpilot.workflows.audit import AuditReceipt
+
+    if isinstance(receipt, AuditReceipt):
+        say_audited([receipt])
+    if isinstance(error, AuditWriteError):
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(EXIT_FAILED)

@@ -4,11 +4,18 @@ Detected values become typed placeholders (``<EMAIL>``, ``<PHONE>``, ``<CARD>``,
 ``<CREDENTIALS>``, ``<NAME>`` for a custom pattern) rather than being deleted, so a model trained on redacted
 text still sees that "my card <CARD> was declined" mentions a card. Redaction is idempotent: placeholders
 are never matched again, so text may pass through it at every layer.
+
+Detection reads a normalized copy of the message (``deskpilot.data.text.normalize_for_matching``: NFKC,
+digits of any script as ASCII, invisible characters dropped, each whitespace run one space, tab or line
+break), so that a card typed with no-break spaces, full-width digits or a zero-width space inside is the
+same card. Each span found there is mapped back, and redaction replaces the original characters, invisible
+ones included.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +24,7 @@ from typing import Final
 import phonenumbers
 
 from deskpilot.data import pii_patterns as pp
+from deskpilot.data.text import MatchingText, is_matching_form, normalize_for_matching
 from deskpilot.errors import PiiConfigError
 
 __all__ = ["BUILTIN_KINDS", "DEFAULT_PHONE_REGIONS", "CustomPattern", "PiiRedactor", "PiiSpan"]
@@ -121,15 +129,33 @@ class PiiRedactor:
 
     def find(self, text: str) -> list[PiiSpan]:
         """Detections in ``text``, sorted by position and never overlapping."""
-        candidates: list[tuple[int, int, int, str]] = []  # (rank, start, end, kind)
+        # Most messages need no copy, and most of those no built-in finder: both are decided at C speed.
+        if is_matching_form(text):
+            if not self._custom and not pp.may_contain_pii(text):
+                return []
+            copy = None
+        elif not self._custom and text.isascii() and not pp.may_contain_pii_ascii(text):
+            return []  # the copy of ASCII text differs in spacing and controls only: it could hold nothing
+        else:
+            copy = normalize_for_matching(text)
+        matching = text if copy is None else copy.text
+        candidates: list[tuple[int, int, int, str]] = []  # (rank, start, end, kind), offsets in ``text``
         for custom in self._custom:
+            # An operator's pattern sees the text as typed (it may name a tab or a full-width form) and the
+            # matching copy (where a zero-width space no longer splits the value).
             candidates.extend(
                 (custom.rank, m.start(), m.end(), custom.kind)
                 for m in custom.regex.finditer(text)
                 if m.end() > m.start()
             )
-        if pp.MAY_CONTAIN_PII.search(text) is not None:
-            self._find_builtin(text, candidates)
+            if copy is not None:
+                candidates.extend(
+                    (custom.rank, *copy.to_original(m.start(), m.end()), custom.kind)
+                    for m in custom.regex.finditer(matching)
+                    if m.end() > m.start()
+                )
+        if pp.may_contain_pii(matching):
+            self._find_builtin(copy or MatchingText(text, text), candidates)
         if not candidates:
             return []
         return self._resolve(text, candidates)
@@ -164,34 +190,44 @@ class PiiRedactor:
             total.update(counts)
         return out, total
 
-    def _find_builtin(self, text: str, candidates: list[tuple[int, int, int, str]]) -> None:
-        """Run the finders most specific first, masking what each finds from the ones after it.
+    def _find_builtin(self, copy: MatchingText, candidates: list[tuple[int, int, int, str]]) -> None:
+        """Run the finders on the matching copy, most specific first, masking what each finds from the ones
+        after it; spans go into ``candidates`` mapped back to the original text.
 
         Masking keeps a found value from confusing the next finder: "user:pass@host" is not an e-mail
         address, and "4111 1111 1111 1111 192.0.2.1" is a card and an IP, not one long digit run.
         """
+        text = copy.text
         for kind, finder in self._builtin:
             found = list(finder(text))
             if found:
                 rank = _RANK[kind]
-                candidates.extend((rank, start, end, kind) for start, end in found)
+                candidates.extend((rank, *copy.to_original(start, end), kind) for start, end in found)
                 text = pp.mask(text, found)
         if self._phones:
             rank = _RANK[pp.PHONE]
             candidates.extend(
-                (rank, start, end, pp.PHONE) for start, end in pp.find_phones(text, self.phone_regions)
+                (rank, *copy.to_original(start, end), pp.PHONE)
+                for start, end in pp.find_phones(text, self.phone_regions)
             )
 
     def _resolve(self, text: str, candidates: list[tuple[int, int, int, str]]) -> list[PiiSpan]:
         """Longest span wins and ties go to the higher-ranked kind; existing placeholders are off limits."""
-        taken: list[tuple[int, int]] = []
+        # Taken spans never overlap, so sorted by start the only one that can overlap [start, end) is the
+        # last that starts before ``end``: one bisect per candidate, not a scan (a pasted list of cards).
+        starts: list[int] = []
+        ends: list[int] = []
         if "<" in text:
-            taken.extend(m.span() for m in self._placeholder.finditer(text))
+            for m in self._placeholder.finditer(text):
+                starts.append(m.start())
+                ends.append(m.end())
         kept: list[PiiSpan] = []
         for _, start, end, kind in sorted(candidates, key=lambda c: (c[1] - c[2], c[0], c[1])):
-            if any(start < t_end and t_start < end for t_start, t_end in taken):
+            at = bisect_left(starts, end)
+            if at and ends[at - 1] > start:
                 continue
-            taken.append((start, end))
+            starts.insert(at, start)
+            ends.insert(at, end)
             kept.append(PiiSpan(kind, start, end))
         kept.sort(key=lambda span: span.start)
         return kept

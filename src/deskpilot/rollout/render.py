@@ -18,11 +18,12 @@ import jinja2
 from deskpilot.domain import ModelRef
 from deskpilot.evaluation.rendering import FILTERS, atomic_write, data_uri, template_environment
 from deskpilot.rollout import plots
-from deskpilot.rollout.report import Proportion, ShadowReport
+from deskpilot.rollout.report import PairedAccuracy, Proportion, ShadowReport
 
 HTML_FILE = "report.html"
 MARKDOWN_FILE = "report.md"
 CONSOLE_INTENTS = 5
+LISTED_TENANTS = 20  # the feedback table lists the tenants with the most verdicts
 
 
 def ci(value: Proportion | None) -> str:
@@ -43,6 +44,19 @@ def uri(report: ShadowReport, version: str) -> str:
 
 def champions(report: ShadowReport) -> str:
     return ", ".join(f"{uri(report, v)} ({n:,})" for v, n in report.champion_versions.items())
+
+
+def tenant_summary(paired: PairedAccuracy) -> str:
+    """Who gave the verdicts, and whether the test stands without the tenant it leans on most."""
+    tenants = len(paired.by_tenant)
+    share = paired.largest_share or 0.0
+    if paired.without_one is None:
+        return f"{tenants} tenant: one tenant's verdicts alone, nothing to check them against"
+    left = paired.without_one
+    return (
+        f"{tenants} tenants, the largest gave {share:.0%}; without {left.tenant} "
+        f"({left.n:,} left) McNemar p={left.test.p_value:.3g}"
+    )
 
 
 def headline_lines(report: ShadowReport) -> list[str]:
@@ -71,6 +85,7 @@ def headline_lines(report: ShadowReport) -> list[str]:
             f"{test.only_champion_correct} only champion right, {test.only_challenger_correct} only "
             "challenger right)"
         )
+        lines.append(f"verdicts by   {tenant_summary(paired)}")
     worst = report.ranked_intents[:CONSOLE_INTENTS]
     if worst:
         listed = ", ".join(
@@ -119,6 +134,8 @@ def _context(report: ShadowReport, title: str | None) -> dict[str, object]:
         "stamp": _stamp,
         "ranked": report.ranked_intents,
         "few": [row for row in report.by_intent if row.low_count],
+        "tenant_summary": tenant_summary,
+        "listed_tenants": LISTED_TENANTS,
     }
 
 

@@ -10,7 +10,11 @@ replica and survives restarts. What it measures:
 * confidence shift: challenger minus champion confidence, its mean, median, spread and histogram;
 * route changes: the 2×2 matrix of champion route × challenger route (``auto``/``human``);
 * where an agent gave feedback: the accuracy of each model on those same requests, and McNemar's test of
-  the difference (only the requests where exactly one model was right count).
+  the difference (only the requests where exactly one model was right count); per tenant, how many
+  verdicts each gave, and the test again without the one tenant whose verdicts move it most, since a
+  verdict is one tenant's claim. The store keeps one verdict per request (the latest), so a repeat never
+  counts twice here either. The automatic rollback rule goes further (each tenant's weight is capped and no
+  single tenant decides, :mod:`deskpilot.rollout.rules`); the report shows the same question to a person.
 
 Rendering (Markdown, HTML, figures) lives in :mod:`deskpilot.rollout.render`.
 """
@@ -131,12 +135,49 @@ class RouteMatrix:
 
 
 @dataclass(frozen=True)
+class TenantFeedback:
+    """One tenant's verdicts among the requests both models answered."""
+
+    tenant: str
+    n: int
+    champion_correct: int
+    challenger_correct: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "n": self.n,
+            "champion_correct": self.champion_correct,
+            "challenger_correct": self.challenger_correct,
+        }
+
+
+@dataclass(frozen=True)
+class LeaveOneOut:
+    """McNemar's test without one tenant's verdicts: the tenant whose absence weakens the result most."""
+
+    tenant: str
+    n: int
+    test: McNemarResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tenant": self.tenant, "n": self.n, "mcnemar": self.test.to_dict()}
+
+
+@dataclass(frozen=True)
 class PairedAccuracy:
     """Accuracy of both models on the same requests with feedback."""
 
     champion: Proportion
     challenger: Proportion
     test: McNemarResult
+    by_tenant: tuple[TenantFeedback, ...] = ()  # most verdicts first
+    without_one: LeaveOneOut | None = None  # None with fewer than two tenants
+
+    @property
+    def largest_share(self) -> float | None:
+        """The share of the verdicts that the tenant with the most of them gave."""
+        return self.by_tenant[0].n / self.n if self.by_tenant and self.n else None
 
     @property
     def n(self) -> int:
@@ -154,6 +195,9 @@ class PairedAccuracy:
             "challenger": self.challenger.to_dict(),
             "difference": self.difference,
             "mcnemar": self.test.to_dict(),
+            "tenants": [row.to_dict() for row in self.by_tenant],
+            "largest_tenant_share": self.largest_share,
+            "without_one_tenant": None if self.without_one is None else self.without_one.to_dict(),
         }
 
 
@@ -287,8 +331,39 @@ def paired_accuracy(pairs: Sequence[ShadowPair]) -> PairedAccuracy | None:
         return None
     champion = np.array([pair.champion_intent == pair.correct_intent for pair in judged])
     challenger = np.array([pair.challenger_intent == pair.correct_intent for pair in judged])
+    tenants = np.array([pair.tenant for pair in judged])
+    by_tenant = sorted(
+        (
+            TenantFeedback(
+                tenant=str(tenant),
+                n=int((mine := tenants == tenant).sum()),
+                champion_correct=int(champion[mine].sum()),
+                challenger_correct=int(challenger[mine].sum()),
+            )
+            for tenant in np.unique(tenants)
+        ),
+        key=lambda row: (-row.n, row.tenant),
+    )
     return PairedAccuracy(
         champion=Proportion(int(champion.sum()), len(judged)),
         challenger=Proportion(int(challenger.sum()), len(judged)),
         test=mcnemar(champion, challenger),
+        by_tenant=tuple(by_tenant),
+        without_one=_without_one(tenants, champion, challenger, [row.tenant for row in by_tenant]),
     )
+
+
+def _without_one(
+    tenants: np.ndarray, champion: np.ndarray, challenger: np.ndarray, names: list[str]
+) -> LeaveOneOut | None:
+    """The test left without each tenant in turn; the one with the highest p-value (the tenant the result
+    leans on most; ties: the one with more verdicts, as ``names`` is ordered)."""
+    if len(names) < 2:
+        return None
+    worst: LeaveOneOut | None = None
+    for tenant in names:
+        rest = tenants != tenant
+        left = LeaveOneOut(tenant, int(rest.sum()), mcnemar(champion[rest], challenger[rest]))
+        if worst is None or left.test.p_value > worst.test.p_value:
+            worst = left
+    return worst

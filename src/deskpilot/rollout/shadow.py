@@ -106,6 +106,7 @@ class ShadowScorer:
                 confidence_shift=prediction.confidence - champion.prediction.confidence,
                 champion_auto=champion.route is Route.AUTO,
                 challenger_auto=route is Route.AUTO,
+                tenant=tenant,
             )
             try:
                 record = ShadowRecord(

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from deskpilot.errors import ConfigError, UsageError
+from deskpilot.store.files import private_dir, tighten
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +209,10 @@ def list_keys(path: Path) -> list[KeyRecord]:
 
 @contextmanager
 def _writer_lock(path: Path) -> Iterator[None]:
-    """Serialize CLI writers (append vs rewrite); the server only reads and needs no lock."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Serialize CLI writers (append vs rewrite); the server only reads and needs no lock. The folder is
+    created 0700 and a keys file from an earlier release tightened to 0600."""
+    private_dir(path.parent)
+    tighten(path)
     fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

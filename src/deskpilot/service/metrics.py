@@ -115,6 +115,14 @@ class ServiceMetrics:
         self.auth_failures = Counter(
             "deskpilot_auth_failures_total", "Requests with a missing or unknown API key.", registry=r
         )
+        self.shed = Counter(
+            "deskpilot_shed_total",
+            "Requests refused or dropped (503): a model queue was full (queue_full), room was made for a "
+            "lighter tenant (evicted), the queue ahead would outlast the time budget (backlog), or the "
+            "request waited past it (deadline).",
+            ["reason"],
+            registry=r,
+        )
 
     def observe_batch(self, role: str, size: int, seconds: float) -> None:
         self.batch_size.labels(role).observe(size)

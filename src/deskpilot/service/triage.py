@@ -14,24 +14,24 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from opentelemetry import trace
 
 from deskpilot.data.pii import PiiRedactor
 from deskpilot.domain import Prediction, Role, Route, Ticket, TriageDecision
-from deskpilot.errors import StoreNotFoundError
+from deskpilot.errors import DecisionPendingError, OverloadedError, StoreNotFoundError, UnknownIntentError
 from deskpilot.models.artifact import predictions_from_proba
 from deskpilot.rollout.monitor import WATCHED, RolloutMonitor
 from deskpilot.rollout.shadow import ShadowScorer
 from deskpilot.rollout.split import to_challenger
 from deskpilot.rollout.state import Stage
-from deskpilot.service.batcher import MicroBatcher
+from deskpilot.service.batcher import SHED_QUEUE_FULL, MicroBatcher
 from deskpilot.service.metrics import ServiceMetrics
 from deskpilot.service.models import LoadedModel, ModelManager
 from deskpilot.service.observability import span as span_of
-from deskpilot.store.base import DecisionStore
+from deskpilot.store.base import OTHER_INTENT, DecisionStore
 from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowRecord
 from deskpilot.store.writer import BufferedWriter, ShadowWriter
 
@@ -46,6 +46,8 @@ class ServiceLimits:
     max_wait_ms: float = 2.0
     model_timeout_s: float = 2.0
     top_k: int = 3
+    # characters that may wait for one model (None: unbounded); past it, requests are shed with 503
+    max_queued_chars: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class Answer:
     decision: TriageDecision
     model_name: str
     latency_ms: float
+    # the caller's ticket id as stored and echoed: redacted like the text, since a support system may key
+    # tickets by e-mail or phone (the canary split hashes the raw id in memory, so stickiness is unchanged)
+    ticket_id: str | None = None
 
 
 class TriageService:
@@ -136,15 +141,45 @@ class TriageService:
         return probs, loaded
 
     def ready(self) -> tuple[bool, list[str]]:
-        """Ready when a model can answer and the store (if any) is reachable."""
-        problems = []
+        """Ready when a model can answer, the store (if any) is reachable and is still the database file it
+        opened, and decisions get written (the decision writer's last write went through, or its retry does
+        within a second, and its buffer is not full).
+
+        The problems name no database URL or file, since a status page may show them; the same problems
+        with those details are logged, once each time they change.
+        """
+        from deskpilot.errors import DeskPilotError
+        from deskpilot.store.engine import without_location
+
+        problems: list[str] = []
+        details: list[str] = []
+
+        def problem(public: str, detail: str | None = None) -> None:
+            problems.append(public)
+            details.append(detail or public)
+
         if self.models.champion is None:
-            problems.append(f"no champion model: {self.models.last_error or 'not loaded yet'}")
+            problem(f"no champion model: {self.models.last_error or 'not loaded yet'}")
         if self.store is not None:
             try:
                 self.store.ping()
             except Exception as exc:  # any store failure means not ready, with the reason
-                problems.append(f"store unreachable: {exc}")
+                public = without_location(exc.message, exc.details) if isinstance(exc, DeskPilotError) else ""
+                problem(f"store unreachable: {public or type(exc).__name__}", f"store unreachable: {exc}")
+            else:
+                for public, detail in self.store.storage_problems():
+                    problem(public, detail)
+                writer = self.writer
+                if writer is not None and writer.depth and not writer.writing(timeout=1.0):
+                    problem(f"decisions are not being written: {writer.depth} wait in the buffer")
+        if self.writer is not None and self.writer.depth >= self.writer.capacity:
+            problem(f"the decision buffer is full ({self.writer.capacity}): new decisions are dropped")
+        if details != getattr(self, "_ready_details", []):
+            self._ready_details = details
+            if details:
+                logger.warning("not ready: %s", "; ".join(details))
+            else:
+                logger.info("ready again")
         return not problems, problems
 
     async def triage(
@@ -156,7 +191,11 @@ class TriageService:
         challenger; in shadow, the challenger scores the same texts after the answers are ready. Each
         decision gets its own id and is logged with ``http_request_id``, the id of the HTTP request (or
         batch job) that asked, so a log line leads to its decisions and a decision back to its log line.
+
+        :class:`OverloadedError` when the model queue cannot take the texts (checked before any work is
+        spent on them, see :mod:`deskpilot.service.batcher`) or they waited past the time budget.
         """
+        self._check_admission(tenant, sum(len(t.text) for t in tickets))
         started = time.perf_counter()
         request_ids = [_new_request_id() for _ in tickets]
         state = self.models.state
@@ -171,7 +210,7 @@ class TriageService:
             groups = [[i for i, c in enumerate(canary) if c is side] for side in (False, True)]
             outcomes = await asyncio.gather(
                 *(
-                    self._predict([texts[i] for i in group], challenger=side)
+                    self._predict([texts[i] for i in group], challenger=side, tenant=tenant)
                     for side, group in zip((False, True), groups, strict=True)
                     if group
                 )
@@ -185,9 +224,12 @@ class TriageService:
                 group, self._answers(outcome, [request_ids[i] for i in group], elapsed_ms), strict=True
             ):
                 answers[i] = answer
-        done = [a for a in answers if a is not None]
-        for ticket, text, answer in zip(tickets, texts, done, strict=True):
-            self._record(tenant, ticket, text, answer, http_request_id)
+        done = [
+            replace(a, ticket_id=self.redactor.redact(t.id) if t.id else None)
+            for a, t in zip((a for a in answers if a is not None), tickets, strict=True)
+        ]
+        for text, answer in zip(texts, done, strict=True):
+            self._record(tenant, text, answer, http_request_id)
         if self.shadow is not None and state.stage is Stage.SHADOW:
             self.shadow.submit(tenant, texts, [a.decision for a in done])
         return done
@@ -222,18 +264,52 @@ class TriageService:
             for rid, prediction in zip(request_ids, predictions, strict=True)
         ]
 
-    async def _predict(self, texts: list[str], *, challenger: bool = False) -> _Outcome:
-        """Ask the challenger (canary) or champion, then the next in line: champion, then the fallback."""
+    def _check_admission(self, tenant: str, chars: int) -> None:
+        """Refuse (503) a request the champion's queue would refuse, before redaction spends work on it."""
+        batcher = self._batchers.get(Role.CHAMPION)
+        if batcher is None:
+            return
+        reason = batcher.refusal(
+            tenant, chars, max_queued_chars=self.limits.max_queued_chars, budget_s=self.limits.model_timeout_s
+        )
+        if reason is None:
+            return
+        self.metrics.shed.labels(reason).inc()
+        raise OverloadedError(
+            "the service is at capacity; retry later",
+            details={"reason": reason, "retry_after_s": batcher.retry_after_s()},
+        )
+
+    async def _predict(self, texts: list[str], *, challenger: bool = False, tenant: str = "") -> _Outcome:
+        """Ask the challenger (canary) or champion, then the next in line: champion, then the fallback.
+
+        Overload is not a model failure: an OverloadedError from the champion's or the fallback's queue is
+        raised, not passed down the line (the next model would only queue the same texts again). A canary
+        challenger's overload is passed to the champion, like any failure of the challenger.
+        """
         if not self._batchers:
             raise RuntimeError("TriageService.start() was not awaited")
         chain = [Role.CHALLENGER] if challenger else []
         chain += [Role.CHAMPION, Role.FALLBACK]
         reasons: list[str] = []
         timeout = self.limits.model_timeout_s
+        cap = self.limits.max_queued_chars
         for role in chain:
             started = time.perf_counter()
             try:
-                probs, loaded = await asyncio.wait_for(self._batchers[role].predict(texts), timeout)
+                probs, loaded = await self._batchers[role].predict(
+                    texts, tenant=tenant, timeout_s=timeout, max_queued_chars=cap, whole=False
+                )
+            except OverloadedError as exc:
+                if role is not Role.CHALLENGER:
+                    self.metrics.shed.labels(str(exc.details.get("reason", SHED_QUEUE_FULL))).inc()
+                    raise
+                # a canary challenger too slow for its share is the rollout guard's to judge: the champion
+                # answers these tickets, as it answers a challenger that fails
+                reasons.append(f"{role} model overloaded: {exc.details.get('reason', SHED_QUEUE_FULL)}")
+                self.metrics.fallbacks.labels("timeout").inc()
+                self._observe(role, started, error=True)
+                continue
             except Exception as exc:  # a model's failure is answered by the next in line, not by a 500
                 kind = "timeout" if isinstance(exc, TimeoutError) else "error"
                 reasons.append(
@@ -255,9 +331,7 @@ class TriageService:
         if role in WATCHED:
             self.monitor.observe_call(role, (time.perf_counter() - started) * 1000.0, error=error)
 
-    def _record(
-        self, tenant: str, ticket: Ticket, text: str, answer: Answer, http_request_id: str | None
-    ) -> None:
+    def _record(self, tenant: str, text: str, answer: Answer, http_request_id: str | None) -> None:
         decision = answer.decision
         prediction = decision.prediction
         if prediction.intent:
@@ -271,7 +345,7 @@ class TriageService:
             model_name=answer.model_name,
             text=text,
             latency_ms=answer.latency_ms,
-            ticket_id=ticket.id,
+            ticket_id=answer.ticket_id,
             http_request_id=http_request_id,
         )
         self.writer.submit(record)  # the writer reports its depth to the queue gauge
@@ -284,9 +358,22 @@ class TriageService:
             self.shadow_writer.submit(answer)
 
     async def feedback(self, tenant: str, request_id: str, correct_intent: str) -> FeedbackRecord:
-        """Store an agent's verdict on a decision of this tenant (StoreNotFoundError otherwise)."""
+        """Store an agent's verdict on a decision of this tenant (StoreNotFoundError otherwise).
+
+        ``correct_intent`` must be a class of a model serving now, or ``OTHER_INTENT`` ("none of these"):
+        anything else is refused (UnknownIntentError) before it reaches the store. While the decision log
+        cannot write (the decision may still be in its buffer) the answer is DecisionPendingError, a
+        "retry later", not a "not found" that would lose the verdict.
+        """
         if self.store is None:
             raise LookupError("no store is configured")
+        known = self._feedback_intents()
+        if correct_intent not in known:
+            raise UnknownIntentError(
+                f"correct_intent must be one of the {len(known) - 1} intents the serving models know, "
+                f"or {OTHER_INTENT!r} when none fits",
+                details={"field": "correct_intent", "intents": sorted(known)},
+            )
         try:
             record = await asyncio.to_thread(self.store.add_feedback, tenant, request_id, correct_intent)
         except StoreNotFoundError:
@@ -295,34 +382,53 @@ class TriageService:
             # The decision may still wait in a write buffer: an integration that posts its verdict right
             # after the answer must not get a 404 for it. Flush ours; another worker's (same settings)
             # writes on its own within one flush interval, so wait two.
+            flushed = True
             if self.writer.depth:
-                await asyncio.to_thread(self.writer.flush, FEEDBACK_FLUSH_WAIT_S)
+                flushed = await asyncio.to_thread(self.writer.flush, FEEDBACK_FLUSH_WAIT_S)
             else:
                 await asyncio.sleep(2 * self.writer.flush_interval_s)
-            record = await asyncio.to_thread(self.store.add_feedback, tenant, request_id, correct_intent)
+            try:
+                record = await asyncio.to_thread(self.store.add_feedback, tenant, request_id, correct_intent)
+            except StoreNotFoundError as exc:
+                if flushed and self.writer.healthy:
+                    raise
+                raise DecisionPendingError(
+                    "the decision log is behind (its database refuses writes now); retry this verdict later",
+                    details={"retry_after_s": max(1, round(FEEDBACK_FLUSH_WAIT_S))},
+                ) from exc
         self._observe_feedback(record)
         return record
+
+    def _feedback_intents(self) -> frozenset[str]:
+        """What a verdict may name: every class of the models serving now, and ``OTHER_INTENT``."""
+        known = {OTHER_INTENT}
+        for role in Role:
+            loaded = self.models.serving(role)
+            if loaded is not None:
+                known.update(loaded.model.classes)
+        return frozenset(known)
 
     def forget_shadow(self) -> None:
         if self.shadow is not None:
             self.shadow.forget()
 
     def _observe_feedback(self, record: FeedbackRecord) -> None:
-        """Score whichever rollout models answered this request, for the feedback-accuracy rule."""
+        """Score whichever rollout models answered this request, for the feedback-accuracy rule.
+
+        One verdict per (tenant, decision) in the monitor: a repeat or a changed verdict replaces the
+        earlier one there, as it does in the store.
+        """
         state = self.models.state
         correct = record.correct_intent
+        scores: dict[Role, bool] = {}
         if record.model_version == state.champion:
-            self.monitor.observe_feedback(Role.CHAMPION, correct=record.predicted_intent == correct)
+            scores[Role.CHAMPION] = record.predicted_intent == correct
         elif record.model_version == state.challenger:
-            self.monitor.observe_feedback(Role.CHALLENGER, correct=record.predicted_intent == correct)
+            scores[Role.CHALLENGER] = record.predicted_intent == correct
         shadow = self.shadow.answer_for(record.request_id) if self.shadow is not None else None
         if shadow is not None and shadow.model_version == state.challenger and shadow.tenant == record.tenant:
-            self.monitor.observe_feedback(Role.CHALLENGER, correct=shadow.intent == correct)
-            if record.model_version == state.champion:
-                self.monitor.observe_paired_feedback(
-                    champion_correct=record.predicted_intent == correct,
-                    challenger_correct=shadow.intent == correct,
-                )
+            scores[Role.CHALLENGER] = shadow.intent == correct
+        self.monitor.observe_verdict(record.tenant, record.request_id, scores)
 
     def serving(self) -> dict[str, object]:
         """What serves, at what share: one entry per role, the rollout stage, shares, shadow agreement.

@@ -1,10 +1,11 @@
 """The audit chain on SQLAlchemy Core, in the store's database (SQLite or PostgreSQL).
 
 Appends are serialized by the database, not by this process, so that the CLI, the service and a second
-host never fork the chain: on PostgreSQL each append locks the table in EXCLUSIVE mode (plain reads go on),
-on SQLite it runs in a ``BEGIN IMMEDIATE`` transaction (the write lock is taken before the head is read).
-The UNIQUE constraints on ``seq`` and ``prev_hash`` are the safety net: were both ever bypassed, a racing
-append fails on them instead of forking, and is retried on the new head.
+host never fork the chain: on PostgreSQL each append takes a transaction-scoped advisory lock (reads go on,
+and the service's role needs no more than INSERT and SELECT on the table: a table lock in EXCLUSIVE mode
+would need UPDATE or DELETE rights), on SQLite it runs in a ``BEGIN IMMEDIATE`` transaction (the write lock
+is taken before the head is read). The UNIQUE constraints on ``seq`` and ``prev_hash`` are the safety net:
+were both ever bypassed, a racing append fails on them instead of forking, and is retried on the new head.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from deskpilot.store.audit import (
     AuditAnchor,
     AuditEntry,
     AuditLog,
+    AuditSeal,
     UnreadableRow,
     VerifyResult,
     check_chain,
@@ -38,6 +40,8 @@ from deskpilot.store.tables import audit_log
 _WRITE = "deskpilot_audit_write"
 _PAGE = 1000
 _RETRY_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
+# pg_advisory_xact_lock's key for appends: the bytes of "dpaudit1" as a signed 64-bit integer.
+APPEND_LOCK_KEY = int.from_bytes(b"dpaudit1", "big", signed=True)
 
 
 class SqlAuditLog(AuditLog):
@@ -45,7 +49,13 @@ class SqlAuditLog(AuditLog):
     does, and asks for ``deskpilot store migrate`` when the database is behind."""
 
     def __init__(
-        self, url: str, *, busy_timeout_s: float = 5.0, connect_timeout_s: int = 5, attempts: int = 5
+        self,
+        url: str,
+        *,
+        busy_timeout_s: float = 5.0,
+        connect_timeout_s: int = 5,
+        attempts: int = 5,
+        seal: AuditSeal | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be >= 1")
@@ -58,6 +68,7 @@ class SqlAuditLog(AuditLog):
             event.listen(self._engine, "begin", _sqlite_begin)
         self._attempts = attempts
         self._schema_checked = False
+        self.seal = seal
         at = audit_log.c.at
         self._columns = [
             audit_log.c.seq,
@@ -69,11 +80,22 @@ class SqlAuditLog(AuditLog):
             sa.cast(audit_log.c.payload, sa.Text()).label("payload"),
             audit_log.c.prev_hash,
             audit_log.c.hash,
+            audit_log.c.key_id,
+            audit_log.c.mac,
         ]
 
     @property
     def url(self) -> str:
         return safe_url(self._url)
+
+    @property
+    def location(self) -> str:
+        """The database without its role: the runtime role, an auditor's read-only role and the owner
+        see one log, and one set of recorded heads."""
+        url = self._url
+        return sa.engine.URL.create(
+            url.drivername, host=url.host, port=url.port, database=url.database
+        ).render_as_string()
 
     def append(
         self, actor: str, action: str, target: str, reason: str, payload: dict[str, Any] | None = None
@@ -81,11 +103,14 @@ class SqlAuditLog(AuditLog):
         with translated("appending to the audit log", self._url):
             for attempt in range(1, self._attempts + 1):
                 try:
-                    return self._append_once(actor, action, target, reason, payload)
+                    entry = self._append_once(actor, action, target, reason, payload)
                 except (exc.IntegrityError, exc.OperationalError) as error:
                     if attempt == self._attempts or not _retryable(error):
                         raise
-                time.sleep(random.uniform(0.005, 0.02 * 2**attempt))
+                    time.sleep(random.uniform(0.005, 0.02 * 2**attempt))
+                    continue
+                self._witness(entry)
+                return entry
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _append_once(
@@ -96,9 +121,11 @@ class SqlAuditLog(AuditLog):
             with conn.begin():
                 self._check_schema(conn)
                 if not self._sqlite:
-                    conn.execute(sa.text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_KEY)))
                 last = conn.execute(
-                    sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+                    sa.select(audit_log.c.seq, audit_log.c.hash, audit_log.c.mac)
+                    .order_by(audit_log.c.seq.desc())
+                    .limit(1)
                 ).one_or_none()
                 prev_seq, prev_hash = (0, GENESIS_HASH) if last is None else (int(last.seq), last.hash)
                 entry = new_entry(
@@ -110,6 +137,7 @@ class SqlAuditLog(AuditLog):
                     reason=reason,
                     payload=payload,
                 )
+                entry = self._sealed(entry, last is not None and last.mac is not None)
                 conn.execute(sa.insert(audit_log).values(_row(entry)))
         return entry
 
@@ -130,7 +158,8 @@ class SqlAuditLog(AuditLog):
     def verify(self, anchor: AuditAnchor | None = None) -> VerifyResult:
         with translated("verifying the audit log", self._url), self._engine.connect() as conn:
             self._check_schema(conn)
-            return check_chain(self._scan(conn), anchor)
+            recorded = self._recorded()
+            return check_chain(self._scan(conn), anchor, seal=self.seal, recorded=recorded)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -175,6 +204,8 @@ class SqlAuditLog(AuditLog):
             payload=payload,
             prev_hash=row.prev_hash,
             hash=row.hash,
+            key_id=row.key_id,
+            mac=row.mac,
         )
 
     def _check_schema(self, conn: Connection) -> None:
@@ -194,6 +225,8 @@ def _row(entry: AuditEntry) -> dict[str, Any]:
         "payload": entry.payload,
         "prev_hash": entry.prev_hash,
         "hash": entry.hash,
+        "key_id": entry.key_id,
+        "mac": entry.mac,
     }
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowPair, ShadowRecord
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 10_000
+# The correct intent of a verdict saying "none of the intents the model knows": the message fits no queue, so
+# any intent the model chose was wrong. Every other verdict names one of the serving models' classes.
+OTHER_INTENT = "__other__"
 
 
 def check_page(limit: int, offset: int = 0) -> None:
@@ -66,7 +70,8 @@ class DecisionStore(ABC):
 
         One verdict per request: a second one replaces the first (correct intent and time), because the
         latest correction is the one quality metrics and retraining must use.
-        :class:`StoreNotFoundError` when the tenant has no such request.
+        :class:`StoreNotFoundError` when the tenant has no such request. ``correct_intent`` is stored as
+        given: the caller has checked it is one of the serving models' classes or :data:`OTHER_INTENT`.
         """
 
     @abstractmethod
@@ -107,3 +112,41 @@ class DecisionStore(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections; the store is not used afterwards."""
+
+    @abstractmethod
+    def purge(self, before: datetime) -> DeletedRows:
+        """Delete, across tenants, the decisions made before ``before`` with all their feedback, and the
+        shadow answers given before it; a batch per transaction, so that a long purge never holds the
+        write lock for long. The audit log is never purged."""
+
+    @abstractmethod
+    def erase_ticket(self, ticket_ids: Sequence[str], *, tenant: str | None = None) -> DeletedRows:
+        """Delete, in one transaction, every decision whose stored ticket id is one of ``ticket_ids`` (the
+        forms one ticket's id may be stored in) in ``tenant`` (every tenant when ``None``), with their
+        feedback and the shadow answers to the same requests."""
+
+    def storage_problems(self) -> list[tuple[str, str]]:
+        """What keeps writes from lasting although the database answers, as (message without the
+        database's location, message with it): a SQLite file deleted or replaced since it was opened."""
+        return []
+
+
+@dataclass(frozen=True)
+class DeletedRows:
+    """How many rows a purge or an erasure deleted, per table."""
+
+    decisions: int = 0
+    feedback: int = 0
+    shadow: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.decisions + self.feedback + self.shadow
+
+    def __add__(self, other: DeletedRows) -> DeletedRows:
+        return DeletedRows(
+            self.decisions + other.decisions, self.feedback + other.feedback, self.shadow + other.shadow
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {"decisions": self.decisions, "feedback": self.feedback, "shadow": self.shadow}

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from deskpilot.errors import StoreNotFoundError, StoreUnavailableError
-from deskpilot.store.base import MAX_PAGE, DecisionStore, check_page
+from deskpilot.store.base import MAX_PAGE, DecisionStore, DeletedRows, check_page
 from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowPair, ShadowRecord, utc_now
 
 
@@ -134,6 +134,36 @@ class InMemoryStore(DecisionStore):
 
     def close(self) -> None:
         """Nothing to release; the contents stay readable for assertions."""
+
+    def purge(self, before: datetime) -> DeletedRows:
+        with self._lock:
+            self._check()
+            old = {key for key, record in self._decisions.items() if record.created_at < before}
+            shadow = {key for key, record in self._shadow.items() if record.created_at < before}
+            return self._delete(old, shadow)
+
+    def erase_ticket(self, ticket_ids: Sequence[str], *, tenant: str | None = None) -> DeletedRows:
+        with self._lock:
+            self._check()
+            found = {
+                key
+                for key, record in self._decisions.items()
+                if record.ticket_id is not None
+                and record.ticket_id in ticket_ids
+                and (tenant is None or record.tenant == tenant)
+            }
+            shadow = {key for key in self._shadow if key[:2] in found}
+            return self._delete(found, shadow)
+
+    def _delete(self, keys: set[tuple[str, str]], shadow: set[tuple[str, str, str]]) -> DeletedRows:
+        feedback = keys & self._feedback.keys()
+        for key in keys:
+            del self._decisions[key]
+        for key in feedback:
+            del self._feedback[key]
+        for shadow_key in shadow:
+            del self._shadow[shadow_key]
+        return DeletedRows(len(keys), len(feedback), len(shadow))
 
 
 def _pair(decision: DecisionRecord, shadow: ShadowRecord, verdict: FeedbackRecord | None) -> ShadowPair:

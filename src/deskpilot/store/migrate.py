@@ -1,7 +1,14 @@
-"""Create and upgrade the store's schema with Alembic, driven from code.
+"""Create and upgrade the store's schema with Alembic, driven from code, and give the service's role
+its rights.
 
 The migrations ship inside the package, so ``deskpilot store migrate`` needs no ``alembic.ini`` and works
 from an installed wheel. :class:`SqlStore` never creates tables itself: it checks the revision recorded here.
+
+On PostgreSQL the schema belongs to a migration role (``DESKPILOT_MIGRATION_DATABASE_URL``), and the role
+the service and the CLI run with (``DESKPILOT_DATABASE_URL``) gets only what it needs
+(:func:`grant_runtime`): SELECT and INSERT on ``audit_log``, no more, so that its credentials can neither
+delete, update nor truncate the audit chain, nor disable its triggers (that takes the owner). A SQLite
+store is a file: it is created 0600 in a 0700 folder, and the file system is its access control.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -18,8 +26,9 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from deskpilot.errors import StoreError
-from deskpilot.store.engine import make_engine, parse_url, translated
-from deskpilot.store.tables import VERSION_TABLE
+from deskpilot.store.engine import make_engine, parse_url, sqlite_path, tighten_sqlite_files, translated
+from deskpilot.store.files import create_private, private_dir
+from deskpilot.store.tables import DATA_TABLES, VERSION_TABLE, audit_log
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATE_HINT = "run `deskpilot store migrate` to bring the database up to date"
@@ -72,15 +81,93 @@ def require_head(connection: Connection, where: str) -> None:
     )
 
 
-def upgrade(url: str, revision: str = "head") -> str | None:
+def upgrade(url: str, revision: str = "head", *, runtime_role: str | None = None) -> str | None:
     """Migrate the database at ``url`` up to ``revision``; returns the revision it is at afterwards.
 
-    For SQLite the file's directory is created, since this is the step that creates the database.
+    For SQLite this is the step that creates the database: its folder is created 0700 and the file 0600
+    (an existing file, ``-wal`` and ``-shm`` are tightened to 0600). On PostgreSQL, ``runtime_role`` (the
+    service's role, not the one in ``url``) is then given its rights by :func:`grant_runtime`.
+    """
+    path = sqlite_path(parse_url(url))
+    if path is not None:
+        private_dir(path.parent)
+        create_private(path)
+        tighten_sqlite_files(path)
+    reached = _run(url, "upgrading the schema", lambda config: command.upgrade(config, revision))
+    if runtime_role is not None:
+        grant_runtime(url, runtime_role)
+    return reached
+
+
+_STORE_TABLES = (*DATA_TABLES, audit_log)
+
+
+def grant_runtime(url: str, role: str) -> list[str]:
+    """Give ``role`` (the service's) what it needs on a PostgreSQL store migrated through ``url`` (the
+    owner's), and nothing more; returns the statements run. Idempotent: every ``store migrate`` re-applies
+    it, so tables added by later revisions are covered.
+
+    - ``audit_log``: SELECT, INSERT (appends are serialized by an advisory lock, which needs no rights);
+    - ``decisions``, ``feedback``, ``shadow_decisions``: SELECT, INSERT, UPDATE, DELETE (a replaced verdict
+      updates feedback; retention and erasure delete);
+    - the version table: SELECT (every store checks the schema revision); the id sequences: USAGE, SELECT.
+
+    :class:`StoreError` when ``role`` is the one migrating or owns a store table: then its credentials
+    could disable the audit log's triggers and rewrite it, which is what the split is for.
     """
     parsed = parse_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    return _run(url, "upgrading the schema", lambda config: command.upgrade(config, revision))
+    if parsed.get_backend_name() != "postgresql":
+        raise StoreError("separate migration and runtime roles are a PostgreSQL feature")
+    engine = make_engine(url)
+    try:
+        with translated("granting the runtime role its rights", parsed), engine.begin() as conn:
+            return _grant(conn, role)
+    finally:
+        engine.dispose()
+
+
+def _grant(conn: Connection, role: str) -> list[str]:
+    me = conn.execute(sa.text("SELECT current_user")).scalar_one()
+    if role == me:
+        raise StoreError(
+            f"the runtime role {role!r} is the role migrating the store: point "
+            "DESKPILOT_MIGRATION_DATABASE_URL at a separate owner role"
+        )
+    if conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first() is None:
+        raise StoreError(f"there is no PostgreSQL role {role!r} to grant the store's rights to")
+    names = [table.name for table in _STORE_TABLES] + [VERSION_TABLE]
+    owners = conn.execute(
+        sa.text(
+            "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
+            "WHERE c.relname = ANY(:names) AND c.relkind = 'r' AND pg_table_is_visible(c.oid)"
+        ),
+        {"names": names},
+    ).all()
+    owned = sorted(name for name, owner in owners if owner == role)
+    if owned:
+        raise StoreError(
+            f"the runtime role {role!r} owns {', '.join(owned)}, so it could disable the audit log's "
+            f"triggers: as a superuser, run ALTER TABLE ... OWNER TO {me} for each, then migrate again",
+            details={"owned": owned},
+        )
+    quoted = conn.dialect.identifier_preparer.quote
+    grantee = quoted(role)
+    data = ", ".join(quoted(table.name) for table in DATA_TABLES)
+    statements = [
+        f"REVOKE ALL ON {', '.join(quoted(name) for name in names)} FROM {grantee}",
+        f"GRANT SELECT, INSERT ON {quoted(audit_log.name)} TO {grantee}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {data} TO {grantee}",
+        f"GRANT SELECT ON {quoted(VERSION_TABLE)} TO {grantee}",
+    ]
+    for table in _STORE_TABLES:
+        sequence = conn.execute(
+            sa.text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": table.name}
+        ).scalar()
+        if sequence:
+            statements.append(f"GRANT USAGE, SELECT ON SEQUENCE {sequence} TO {grantee}")
+    for statement in statements:
+        conn.execute(sa.text(statement))
+    return statements
 
 
 def downgrade(url: str, revision: str) -> str | None:

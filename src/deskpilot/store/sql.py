@@ -13,10 +13,13 @@ from sqlalchemy.engine import Connection
 from deskpilot.domain import Route
 from deskpilot.errors import StoreNotFoundError
 from deskpilot.store import migrate
-from deskpilot.store.base import MAX_PAGE, DecisionStore, check_page
-from deskpilot.store.engine import make_engine, parse_url, safe_url, translated
+from deskpilot.store.base import MAX_PAGE, DecisionStore, DeletedRows, check_page
+from deskpilot.store.engine import make_engine, parse_url, safe_url, sqlite_file_problem, translated
 from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowPair, ShadowRecord, utc_now
 from deskpilot.store.tables import decisions, feedback, shadow_decisions
+
+PURGE_BATCH = 2000  # decisions per transaction of a purge
+_IN_CHUNK = 500  # keys per IN list: well under SQLite's limit on bound parameters
 
 
 class SqlStore(DecisionStore):
@@ -185,6 +188,81 @@ class SqlStore(DecisionStore):
 
     def close(self) -> None:
         self._engine.dispose()
+
+    def purge(self, before: datetime, *, batch: int = PURGE_BATCH) -> DeletedRows:
+        d, s = decisions, shadow_decisions
+        done = DeletedRows()
+        with translated("purging old records", self._url):
+            while True:
+                with self._engine.begin() as conn:
+                    self._check_schema(conn)
+                    self._secure_delete(conn)
+                    rows = conn.execute(
+                        sa.select(d.c.id, d.c.tenant, d.c.request_id)
+                        .where(d.c.created_at < before)
+                        .order_by(d.c.id)
+                        .limit(batch)
+                    ).all()
+                    done += self._delete_decisions(conn, rows, shadow=False)
+                if len(rows) < batch:
+                    break
+            while True:
+                with self._engine.begin() as conn:
+                    ids = conn.execute(
+                        sa.select(s.c.id).where(s.c.created_at < before).order_by(s.c.id).limit(batch)
+                    ).scalars()
+                    chunk = list(ids)
+                    if chunk:
+                        gone = conn.execute(sa.delete(s).where(s.c.id.in_(chunk))).rowcount
+                        done += DeletedRows(shadow=gone)
+                if len(chunk) < batch:
+                    break
+        return done
+
+    def erase_ticket(self, ticket_ids: Sequence[str], *, tenant: str | None = None) -> DeletedRows:
+        d = decisions
+        if not ticket_ids:
+            return DeletedRows()
+        query = sa.select(d.c.id, d.c.tenant, d.c.request_id).where(d.c.ticket_id.in_(list(ticket_ids)))
+        if tenant is not None:
+            query = query.where(d.c.tenant == tenant)
+        with translated("erasing a ticket", self._url), self._engine.begin() as conn:
+            self._check_schema(conn)
+            self._secure_delete(conn)
+            done = self._delete_decisions(conn, conn.execute(query).all(), shadow=True)
+        if self._url.get_backend_name() == "sqlite":
+            # Old page versions stay in the write-ahead log until a checkpoint copies them back.
+            with translated("erasing a ticket", self._url), self._engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return done
+
+    def storage_problems(self) -> list[tuple[str, str]]:
+        problem = sqlite_file_problem(self._engine)
+        return [] if problem is None else [problem]
+
+    def _delete_decisions(
+        self, conn: Connection, rows: Sequence[sa.Row[Any]], *, shadow: bool
+    ) -> DeletedRows:
+        """Delete decisions (by id) with their feedback, and with ``shadow`` the shadow answers to them."""
+        d, f, s = decisions, feedback, shadow_decisions
+        done = DeletedRows()
+        for start in range(0, len(rows), _IN_CHUNK):
+            chunk = rows[start : start + _IN_CHUNK]
+            keys = [(row.tenant, row.request_id) for row in chunk]
+            gone_feedback = conn.execute(sa.delete(f).where(sa.tuple_(f.c.tenant, f.c.request_id).in_(keys)))
+            gone_shadow = (
+                conn.execute(sa.delete(s).where(sa.tuple_(s.c.tenant, s.c.request_id).in_(keys))).rowcount
+                if shadow
+                else 0
+            )
+            gone = conn.execute(sa.delete(d).where(d.c.id.in_([row.id for row in chunk])))
+            done += DeletedRows(gone.rowcount, gone_feedback.rowcount, gone_shadow)
+        return done
+
+    def _secure_delete(self, conn: Connection) -> None:
+        """On SQLite, overwrite deleted rows instead of leaving them in free pages of the file."""
+        if self._url.get_backend_name() == "sqlite":
+            conn.exec_driver_sql("PRAGMA secure_delete=ON")
 
     def _check_schema(self, conn: Connection) -> None:
         if self._schema_checked:

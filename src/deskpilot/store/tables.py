@@ -71,11 +71,14 @@ decisions = sa.Table(
     sa.Index(None, "tenant", "created_at"),
     sa.Index(None, "http_request_id"),
     sa.Index(None, "request_id"),
+    sa.Index(None, "created_at"),
+    sa.Index(None, "ticket_id"),
 )
 """One row per triage decision. ``request_id`` is the decision's own id (the API's ``request_id``, the
 feedback key); ``http_request_id`` is the HTTP request that asked for it (the access log's ``request_id``),
 NULL for decisions logged before migration 0004. Both are indexed on their own for the operator's trace,
-which looks an id up across tenants."""
+which looks an id up across tenants; ``created_at`` and ``ticket_id`` are indexed for retention and erasure
+(migration 0005)."""
 
 feedback = sa.Table(
     "feedback",
@@ -110,6 +113,7 @@ shadow_decisions = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.UniqueConstraint("tenant", "request_id", "model_version"),
     sa.Index(None, "model_name", "model_version", "created_at"),
+    sa.Index(None, "created_at"),
 )
 """What a challenger in shadow answered, one row per (tenant, request, version). No foreign key to
 ``decisions``: the two are written by separate buffered writers, so a shadow row may land first; the report
@@ -128,9 +132,16 @@ audit_log = sa.Table(
     sa.Column("payload", sa.JSON(), nullable=False),
     sa.Column("prev_hash", sa.CHAR(64), nullable=False),
     sa.Column("hash", sa.CHAR(64), nullable=False),
+    sa.Column("key_id", sa.String(16), nullable=True),
+    sa.Column("mac", sa.CHAR(64), nullable=True),
     # One entry per position and one successor per entry: a race fails on these instead of forking.
     sa.UniqueConstraint("seq"),
     sa.UniqueConstraint("prev_hash"),
 )
 """The audit chain (see :mod:`deskpilot.store.audit`); the database refuses UPDATE, DELETE and TRUNCATE
-on it through triggers that migration 0002 creates."""
+on it through triggers that migration 0002 creates, and the service's role may only INSERT and SELECT
+(:func:`deskpilot.store.migrate.grant_runtime`). ``key_id`` and ``mac`` (migration 0005) are NULL for
+entries written before audit keys existed."""
+
+DATA_TABLES = (decisions, feedback, shadow_decisions)
+"""The tables retention and erasure delete from (never ``audit_log``)."""

@@ -93,6 +93,24 @@ class BatchWriter(ABC, Generic[R]):
         with self._cond:
             return self._healthy
 
+    @property
+    def capacity(self) -> int:
+        """The most records held at once; at ``depth == capacity`` new records are dropped."""
+        return self._max_buffer
+
+    def writing(self, timeout: float = 1.0) -> bool:
+        """Whether writes go through now: at once when the last one did; otherwise the retry backoff is cut
+        short and the batch in hand gets up to ``timeout`` seconds to be written. A readiness probe asks
+        this, so that a store which answers reads but refuses writes (a full disk, a held write lock, a
+        read-only role) is not called ready, and one that recovered is called ready without delay."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if not self._healthy and not self._stopped:
+                self._kicks += 1
+                self._cond.notify_all()
+                self._wait_until(deadline, lambda: self._healthy or not self._thread.is_alive())
+            return self._healthy
+
     @abstractmethod
     def _write_batch(self, batch: list[R]) -> None:
         """Write one batch through the store (in one transaction, idempotently)."""

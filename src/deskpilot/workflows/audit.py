@@ -5,10 +5,15 @@ action, except for the few actions that must never wait for the store (ADR 0010)
   (schema behind, database of newer code, unreachable) stops the action there, with nothing changed.
 * :meth:`AuditRecorder.record` appends after the change. Should the append still fail (the store went away
   in between), the action fails with :class:`AuditWriteError`, whose message says the change itself was made.
-* :data:`DEFERRABLE` actions (key changes, above all revocations, and the service's automatic rollback) go
-  ahead while the store is *unreachable*: their entry is queued in a local file and appended, in order and
-  marked as deferred, by the next append that reaches the store. A store that answers but refuses (schema
-  behind) fails them too: that needs the operator, not time.
+* :data:`DEFERRABLE` actions (a key's revocation and the service's automatic rollback) go ahead while the
+  store is *unreachable*: their entry is queued in a local file and appended, in order and marked as
+  deferred, by the next append that reaches the store. A store that answers but refuses (schema behind)
+  fails them too: that needs the operator, not time. Creating a key is not deferrable: a key nobody can
+  see the creation of in the audit log must not exist, so creation fails closed.
+
+Every log these functions open is sealed (:mod:`deskpilot.store.audit_seal`): appends are signed with the
+audit key (``DESKPILOT_AUDIT_KEY``, else the key file, created on the first append) and recorded in the head
+ledger, and verification checks both.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deskpilot.config import Settings
-from deskpilot.errors import AuditWriteError, StoreError, StoreUnavailableError
+from deskpilot.errors import AuditWriteError, DeskPilotError, StoreUnavailableError, UsageError
 from deskpilot.store.audit import AuditAction, AuditAnchor, AuditEntry, AuditLog, VerifyResult, default_actor
+from deskpilot.store.audit_seal import ChainSeal, HeadLedger, load_keys, rotate_key_file
+from deskpilot.store.files import open_private_append, private_dir
 from deskpilot.workflows.build import existing_store_url, writable_store_url
 
 if TYPE_CHECKING:
@@ -35,7 +42,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFERRABLE = frozenset({AuditAction.KEY_CREATE, AuditAction.KEY_REVOKE, AuditAction.AUTO_ROLLBACK})
+DEFERRABLE = frozenset({AuditAction.KEY_REVOKE, AuditAction.AUTO_ROLLBACK})
 PENDING_FILE = "audit-pending.jsonl"
 
 
@@ -63,8 +70,7 @@ class PendingEntries:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[Any]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a+", encoding="utf-8") as handle:
+        with os.fdopen(open_private_append(self.path), "a+", encoding="utf-8") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield handle
@@ -142,10 +148,13 @@ class AuditRecorder:
             log.close()
 
     def ready(self, action: AuditAction) -> None:
-        """Raise unless an entry for ``action`` can be kept: call it before the action changes anything."""
+        """Raise unless an entry for ``action`` can be kept: call it before the action changes anything
+        (the audit key is loaded, or created, here too)."""
         try:
             with self._session() as log:
                 log.head()
+                if log.seal is not None and action not in DEFERRABLE:
+                    log.seal.prepare()
                 if self.pending is not None:
                     self.pending.drain(log)
         except StoreUnavailableError:
@@ -178,7 +187,7 @@ class AuditRecorder:
                     self._on_queued(receipt, error.message)
                 return receipt
             raise _unwritten(action, target, error) from error
-        except StoreError as error:
+        except DeskPilotError as error:  # the store refused, or the audit key is unusable
             raise _unwritten(action, target, error) from error
         return self._keep(AuditReceipt(str(action), target, entry.seq))
 
@@ -193,53 +202,108 @@ class AuditRecorder:
         return receipt
 
 
-def _unwritten(action: AuditAction, target: str, error: StoreError) -> AuditWriteError:
+def _unwritten(action: AuditAction, target: str, error: DeskPilotError) -> AuditWriteError:
     return AuditWriteError(
         f"the audit entry could not be written: {error.message} ({action} {target} was done all the same)",
         details={"action": str(action), "target": target, "cause": error.code},
     )
 
 
+def audit_seal(settings: Settings, *, create_key: bool) -> ChainSeal:
+    """The seal of this home: the configured audit keys or the key file (created on first use when
+    ``create_key``), and the head ledger."""
+    key_file = settings.resolved_audit_key_file
+    return ChainSeal(
+        lambda: load_keys(settings.audit_key, key_file, create=create_key),
+        HeadLedger(settings.resolved_audit_ledger),
+        key_file=key_file,
+    )
+
+
 def open_audit(settings: Settings, *, actor: str | None = None) -> AuditRecorder:
     """The recorder for the store the settings point at (a SQLite store is created or upgraded on first
-    use), queueing deferrable entries under the home folder."""
+    use), sealed with this home's audit key and ledger, queueing deferrable entries under the home."""
     from deskpilot.store.audit_sql import SqlAuditLog
+
+    private_dir(settings.home)
+    seal = audit_seal(settings, create_key=True)
 
     @functools.cache
     def url() -> str:  # migrate a SQLite store once per recorder, not once per append
         return writable_store_url(settings)
 
     return AuditRecorder(
-        lambda: SqlAuditLog(url()),
+        lambda: SqlAuditLog(url(), seal=seal),
         pending=PendingEntries(settings.home / PENDING_FILE),
         actor=actor,
     )
 
 
 def open_audit_for_reading(settings: Settings) -> SqlAuditLog:
-    """The log in the store; a missing SQLite file is an error, not an empty (and so 'intact') log."""
+    """The log in the store, checked against this home's keys and ledger; a missing SQLite file is an
+    error, not an empty (and so 'intact') log."""
     from deskpilot.store.audit_sql import SqlAuditLog
 
-    return SqlAuditLog(existing_store_url(settings, "nothing was audited here yet"))
+    url = existing_store_url(settings, "nothing was audited here yet")
+    return SqlAuditLog(url, seal=audit_seal(settings, create_key=False))
 
 
 @dataclass(frozen=True)
 class ChainCheck:
-    """What ``audit verify`` reports: the chain's verdict and the entries still waiting to be appended."""
+    """What ``audit verify`` reports: the chain's verdict, what it was checked against, and the entries
+    still waiting to be appended."""
 
     database: str
     result: VerifyResult
     queued: int
+    ledger: Path
+    keys: str
+    """Where the audit keys came from (never a key)."""
 
 
 def verify_chain(settings: Settings, anchor: AuditAnchor | None = None) -> ChainCheck:
-    """Recompute the hash chain in the store (against ``anchor`` when given)."""
+    """Recompute the hash chain in the store, check every MAC with this home's audit keys, and check the
+    heads recorded in the ledger (and ``anchor`` when given)."""
     log = open_audit_for_reading(settings)
     try:
         result = log.verify(anchor)
+        assert isinstance(log.seal, ChainSeal)
+        keys = log.seal.keys.origin
     finally:
         log.close()
-    return ChainCheck(log.url, result, queued_entries(settings))
+    return ChainCheck(log.url, result, queued_entries(settings), settings.resolved_audit_ledger, keys)
+
+
+@dataclass(frozen=True)
+class KeyRotation:
+    previous_key_id: str | None
+    key_id: str
+    audit: AuditReceipt | None
+    audit_error: AuditWriteError | None = None
+
+
+def rotate_key(settings: Settings, *, reason: str, audit: AuditRecorder | None = None) -> KeyRotation:
+    """Add a new key to the key file: it signs from now on, the old ones still verify. The rotation is
+    the first entry the new key signs, naming both key ids."""
+    if settings.audit_key:
+        raise UsageError(
+            "the audit keys come from DESKPILOT_AUDIT_KEY: rotate by putting a new key first in it"
+        )
+    audit = audit or open_audit(settings)
+    audit.ready(AuditAction.AUDIT_KEY_ROTATE)
+    previous, new = rotate_key_file(settings.resolved_audit_key_file)
+    payload = {"previous_key_id": previous, "key_id": new}
+    try:
+        receipt = audit.record(AuditAction.AUDIT_KEY_ROTATE, f"audit-key/{new}", reason, payload)
+    except AuditWriteError as error:
+        return KeyRotation(previous, new, None, error)
+    return KeyRotation(previous, new, receipt)
+
+
+def keyed_digest(settings: Settings, purpose: str, text: str) -> tuple[str, str]:
+    """(key id, HMAC) of ``text`` under this home's signing key: what an audit entry keeps of a value it
+    must not keep (an erased ticket's id)."""
+    return audit_seal(settings, create_key=True).keys.digest(purpose, text)
 
 
 def read_entries(settings: Settings, *, limit: int, since: int | None = None) -> list[AuditEntry]:

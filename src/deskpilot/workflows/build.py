@@ -15,6 +15,7 @@ from deskpilot.data.contracts import DataContract
 from deskpilot.data.pii import CustomPattern, PiiRedactor
 from deskpilot.domain import ModelRef
 from deskpilot.errors import StoreError, UsageError
+from deskpilot.store.files import private_dir
 
 if TYPE_CHECKING:
     from deskpilot.evaluation.policy import Policy
@@ -68,7 +69,7 @@ def build_registry(settings: Settings) -> MlflowRegistry:
     """The registry the settings point at; the SQLite file and artifact folder are created on first use."""
     from deskpilot.registry.mlflow_registry import MlflowRegistry  # heavy (scipy, sklearn): import on use
 
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.home)
     return MlflowRegistry(
         settings.resolved_tracking_uri,
         artifact_root=settings.artifact_root,
@@ -108,7 +109,7 @@ def writable_store_url(settings: Settings) -> str:
 
     url = settings.resolved_database_url
     if parse_url(url).get_backend_name() == "sqlite":
-        settings.home.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.home)
         migrate.upgrade(url)
     return url
 

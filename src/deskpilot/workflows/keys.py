@@ -1,8 +1,9 @@
 """API keys: create and revoke them in the keys file the server re-reads, each change audited.
 
-Key changes are deferrable audit actions: while the store is unreachable they go ahead and their entries
-wait in the local queue (so a leaked key can be revoked during a database outage); a store that refuses
-appends stops a ``create`` before the key exists.
+A revocation is a deferrable audit action: while the store is unreachable it goes ahead and its entry
+waits in the local queue (so a leaked key can be revoked during a database outage). Creation fails closed:
+a store that cannot be reached or refuses appends stops a ``create`` before the key exists, and a key whose
+entry then still fails is revoked before anyone sees it, so no key works that the audit log does not show.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deskpilot.config import Settings
-from deskpilot.errors import AuditWriteError, UsageError
+from deskpilot.errors import AuditWriteError, DeskPilotError, StoreUnavailableError, UsageError
 from deskpilot.service.keys import (
     KeyRecord,
     config_key_records,
@@ -25,13 +26,13 @@ from deskpilot.workflows.audit import AuditReceipt, AuditRecorder, open_audit
 
 @dataclass(frozen=True)
 class NewKey:
-    """A created key; like a revocation, it exists even when its audit entry then failed (``audit_error``:
-    the caller shows the key, then fails)."""
+    """A created key, whose creation is in the audit log (``audit``)."""
 
     raw_key: str  # shown once, never stored
     record: KeyRecord
     audit: AuditReceipt | None
     audit_error: AuditWriteError | None = None
+    """Always ``None``: a key whose entry fails is not handed over (kept for callers of the first API)."""
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,34 @@ def create(
     reason: str = "created",
     audit: AuditRecorder | None = None,
 ) -> NewKey:
-    """A new key for ``tenant``; only its hash is stored."""
+    """A new key for ``tenant``; only its hash is stored.
+
+    Fails closed: :class:`StoreUnavailableError` (no key created) while the audit log cannot be reached,
+    and :class:`AuditWriteError` when the entry fails after the key was written, which is then revoked
+    before anyone saw it.
+    """
     validate_tenant(tenant)
     audit = audit or open_audit(settings)
-    audit.ready(AuditAction.KEY_CREATE)
+    try:
+        audit.ready(AuditAction.KEY_CREATE)
+    except StoreUnavailableError as error:
+        raise StoreUnavailableError(
+            f"no key was created: its audit entry cannot be written now ({error.message})",
+            details=error.details,
+        ) from error
     raw_key, record = create_key(settings.keys_file, tenant, label=label)
     try:
-        return NewKey(raw_key, record, _audit(audit, AuditAction.KEY_CREATE, record, reason))
+        receipt = _audit(audit, AuditAction.KEY_CREATE, record, reason)
     except AuditWriteError as error:
-        return NewKey(raw_key, record, None, error)
+        revoke_key(settings.keys_file, record.key_id)
+        cause = error.__cause__
+        why = cause.message if isinstance(cause, DeskPilotError) else error.message
+        raise AuditWriteError(
+            f"no key was created: its audit entry could not be written ({why}); "
+            f"key {record.key_id} was revoked before anyone saw it",
+            details={**error.details, "key_id": record.key_id},
+        ) from error
+    return NewKey(raw_key, record, receipt)
 
 
 def revoke(

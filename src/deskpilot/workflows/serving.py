@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from deskpilot.config import Settings
+from deskpilot.data.pii import PiiRedactor
 from deskpilot.domain import Role
+from deskpilot.errors import ConfigError
 from deskpilot.registry.base import ModelRegistry
 from deskpilot.rollout import actions
 from deskpilot.rollout.guard import RolloutGuard
@@ -31,8 +33,9 @@ from deskpilot.service.triage import ServiceLimits, TriageService
 from deskpilot.store.audit import AuditAction, AuditLog
 from deskpilot.store.base import DecisionStore
 from deskpilot.store.writer import BufferedWriter, ShadowWriter
-from deskpilot.workflows.audit import PENDING_FILE, AuditRecorder, PendingEntries
+from deskpilot.workflows.audit import PENDING_FILE, AuditRecorder, PendingEntries, audit_seal
 from deskpilot.workflows.build import load_policies, writable_store_url
+from deskpilot.workflows.retention import RetentionTask, start_retention
 
 SERVICE_ACTOR = "deskpilot-service"
 logger = logging.getLogger(__name__)
@@ -84,6 +87,14 @@ class ServingStack:
         self.limits = RequestLimits(
             max_text_length=settings.max_text_length, max_batch_items=settings.max_batch_items
         )
+        largest = settings.max_batch_items * settings.max_text_length
+        if settings.queue_max_chars < largest:
+            raise ConfigError(
+                f"DESKPILOT_QUEUE_MAX_CHARS ({settings.queue_max_chars:,}) is below the largest batch the "
+                f"API accepts ({settings.max_batch_items} x {settings.max_text_length} = {largest:,} "
+                "characters): such a batch would be refused as overloaded forever"
+            )
+        self.redactor = PiiRedactor()  # the service's texts and ticket ids, and the callers' request ids
         self.metrics = ServiceMetrics()
         self.tracer, exporter = build_tracer(settings.tracing)
         if exporter is not None:
@@ -93,6 +104,7 @@ class ServingStack:
         self._guard: RolloutGuard | None = None
         self._audit: AuditRecorder | None = None
         self._own_audit: AuditLog | None = None
+        self._retention: RetentionTask | None = None
 
     @property
     def service(self) -> TriageService:
@@ -110,6 +122,7 @@ class ServingStack:
         self._own_audit = None if given.audit is not None else _audit_log(url)
         audit_log = given.audit or self._own_audit
         assert audit_log is not None
+        audit_log.use_seal(audit_seal(settings, create_key=True))  # sign appends, record heads (ADR 0011)
         self._audit = AuditRecorder(
             audit_log,
             pending=PendingEntries(settings.home / PENDING_FILE),
@@ -130,10 +143,12 @@ class ServingStack:
             writer=self._decision_writer(store),
             shadow_writer=self._shadow_writer(store),
             metrics=self.metrics,
+            redactor=self.redactor,
             limits=ServiceLimits(
                 max_batch=settings.micro_batch_max,
                 max_wait_ms=settings.micro_batch_wait_ms,
                 model_timeout_s=settings.model_timeout_s,
+                max_queued_chars=settings.queue_max_chars,
             ),
             tracer=self.tracer,
         )
@@ -149,8 +164,11 @@ class ServingStack:
             interval_s=settings.guard_interval_s,
         )
         self._guard.start()
+        self._retention = await start_retention(settings, store, self._audit)
 
     async def stop(self) -> None:
+        if self._retention is not None:
+            await self._retention.stop()
         if self._guard is not None:
             await self._guard.stop()
         if self._watcher is not None:

@@ -1,4 +1,10 @@
-"""``POST /v1/triage`` and ``POST /v1/triage/batch``."""
+"""``POST /v1/triage`` and ``POST /v1/triage/batch``.
+
+A batch's item count is checked before its items are validated (:func:`refuse_oversized_batch`), and every
+request has paid its door fee before its body was read (:class:`deskpilot.api.middleware.TenantGate`): a
+refused request costs its tenant tokens, not the service CPU. 503 ``overloaded`` (with ``Retry-After``) means
+the model queue is full; the tenant holding most of it is refused first.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
-from deskpilot.api.deps import PartsDep, ServiceDep, TenantDep, charge
+from deskpilot.api.deps import PartsDep, ServiceDep, TenantDep, charge, refuse_oversized_batch
 from deskpilot.api.schemas import (
     ErrorPublic,
     TriageBatchPublic,
@@ -17,12 +23,12 @@ from deskpilot.api.schemas import (
     TriageRequest,
 )
 from deskpilot.domain import Ticket
-from deskpilot.errors import PayloadTooLargeError, RequestValidationError
+from deskpilot.errors import RequestValidationError
 from deskpilot.service.triage import Answer
 from deskpilot.workflows.serving import ServingStack
 
 ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorPublic} for code in (400, 401, 413, 415, 422, 429)
+    code: {"model": ErrorPublic} for code in (400, 401, 408, 413, 415, 422, 429, 503)
 }
 router = APIRouter(prefix="/v1", tags=["triage"], responses=ERRORS)
 
@@ -44,7 +50,7 @@ def _tickets(items: Sequence[TriageRequest], parts: ServingStack) -> list[Ticket
     return [Ticket(text=item.text, id=item.id) for item in items]
 
 
-def _public(answer: Answer, ticket: Ticket) -> dict[str, Any]:
+def _public(answer: Answer) -> dict[str, Any]:
     """The TriagePublic shape as plain JSON values.
 
     Built by hand and sent as bytes: re-validating our own output against the response model cost about a
@@ -59,7 +65,7 @@ def _public(answer: Answer, ticket: Ticket) -> dict[str, Any]:
         "alternatives": [{"intent": a.intent, "confidence": a.confidence} for a in prediction.alternatives],
         "model_version": decision.model_version,
         "request_id": decision.request_id,
-        "id": ticket.id,
+        "id": answer.ticket_id,
         "fallback": decision.fallback,
         "reason": decision.reason or None,
     }
@@ -76,19 +82,19 @@ async def triage(
     tickets = _tickets([body], parts)
     charge(parts, tenant, 1)
     answers = await service.triage(tenant.name, tickets, http_request_id=request.state.request_id)
-    return _json(_public(answers[0], tickets[0]))
+    return _json(_public(answers[0]))
 
 
-@router.post("/triage/batch", response_model=TriageBatchPublic, summary="Triage several messages")
+@router.post(
+    "/triage/batch",
+    response_model=TriageBatchPublic,
+    summary="Triage several messages",
+    dependencies=[Depends(refuse_oversized_batch)],
+)
 async def triage_batch(
     body: TriageBatchRequest, tenant: TenantDep, service: ServiceDep, parts: PartsDep, request: Request
 ) -> Response:
-    if len(body.items) > parts.limits.max_batch_items:
-        raise PayloadTooLargeError(
-            f"{len(body.items)} items is over the batch limit of {parts.limits.max_batch_items}",
-            details={"max_batch_items": parts.limits.max_batch_items},
-        )
     tickets = _tickets(body.items, parts)
     charge(parts, tenant, len(tickets))
     answers = await service.triage(tenant.name, tickets, http_request_id=request.state.request_id)
-    return _json({"items": [_public(a, t) for a, t in zip(answers, tickets, strict=True)]})
+    return _json({"items": [_public(a) for a in answers]})
