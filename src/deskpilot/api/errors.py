@@ -23,7 +23,6 @@ from deskpilot.errors import (
     InvalidJsonError,
     MethodNotAllowedError,
     NotFoundError,
-    OverloadedError,
     RateLimitedError,
     RequestError,
     RequestTimeoutError,
@@ -55,8 +54,9 @@ def error_body(error: DeskPilotError) -> dict[str, Any]:
 def error_headers(error: DeskPilotError) -> dict[str, str]:
     """The headers an error's class calls for: when to retry, how to authenticate, that the connection
     closes (a body that did not arrive in time leaves the stream in an unknown state)."""
-    if isinstance(error, RateLimitedError | OverloadedError):
-        retry_after = error.details.get("retry_after_s")
+    if isinstance(error, RateLimitedError) or error.http_status == 503:
+        # every 503 is "retry later": say when, by default after about one store retry
+        retry_after = error.details.get("retry_after_s", None if error.http_status != 503 else 1)
         return {} if retry_after is None else {"Retry-After": str(max(1, int(retry_after)))}
     if isinstance(error, AuthenticationError):
         return {"WWW-Authenticate": 'Bearer realm="deskpilot"'}

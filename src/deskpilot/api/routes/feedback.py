@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from deskpilot.api.deps import PartsDep, ServiceDep, TenantDep, charge
-from deskpilot.api.errors import error_response
 from deskpilot.api.schemas import ErrorPublic, FeedbackPublic, FeedbackRequest
-from deskpilot.errors import NotFoundError, StoreError, StoreNotFoundError
+from deskpilot.errors import NotFoundError, StoreNotFoundError
 
 router = APIRouter(
     prefix="/v1",
     tags=["feedback"],
     responses={code: {"model": ErrorPublic} for code in (400, 401, 404, 413, 415, 422, 429, 503)},
 )
-
-# What a 503 asks a client to wait when its error names no better time: about one decision-log retry.
-RETRY_AFTER_S = 1
 
 
 @router.post(
@@ -35,19 +28,13 @@ RETRY_AFTER_S = 1
 )
 async def feedback(
     body: FeedbackRequest, tenant: TenantDep, service: ServiceDep, parts: PartsDep
-) -> FeedbackPublic | JSONResponse:
+) -> FeedbackPublic:
     charge(parts, tenant, 1)
     try:
         record = await service.feedback(tenant.name, body.request_id, body.correct_intent)
     except StoreNotFoundError as exc:
         # another tenant's request looks exactly like a missing one
         raise NotFoundError(f"no decision with request_id {body.request_id!r}") from exc
-    except StoreError as exc:
-        if exc.http_status != 503:
-            raise
-        # the verdict was not kept: say when to send it again
-        wait = exc.details.get("retry_after_s", RETRY_AFTER_S)
-        return error_response(exc, headers={"Retry-After": str(max(1, math.ceil(float(wait))))})
     return FeedbackPublic(
         request_id=record.request_id,
         correct_intent=record.correct_intent,
