@@ -140,6 +140,7 @@ def show_progress_logs() -> None:
         handler.setFormatter(logging.Formatter("  · %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+        logger.propagate = False  # a library's root handler (set up during training) must not print it twice
 
 
 def run() -> None:
