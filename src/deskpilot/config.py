@@ -219,6 +219,24 @@ class Settings(BaseSettings):
         default=3600.0, gt=0.0, description="How often the service applies retention_days."
     )
 
+    # Monitoring (ADR 0013): the audit sample of auto routes and the service's own monitor task.
+    review_sample_rate: float = Field(
+        default=0.02,
+        ge=0.0,
+        le=1.0,
+        description="Share of auto-routed tickets also marked for a person's review (`review: true`), so "
+        "that the accuracy of auto routes is measured without the bias of reviewing only human routes.",
+    )
+    monitor_interval_s: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Run the monitor inside the service this often over the last monitor_window_s and export "
+        "its signals on /metrics. Default: off (run `deskpilot monitor` on a schedule instead).",
+    )
+    monitor_window_s: float = Field(
+        default=3600.0, gt=0.0, description="How far back the service's monitor task reads decisions."
+    )
+
     @field_validator("audit_key", mode="before")
     @classmethod
     def _split_audit_keys(cls, value: object) -> object:

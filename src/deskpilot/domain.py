@@ -106,3 +106,5 @@ class TriageDecision:
     model_version: str
     reason: str = ""
     fallback: bool = False
+    # an auto-routed decision sampled for a person's review, so auto routes' accuracy can be measured
+    review: bool = False

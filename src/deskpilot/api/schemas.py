@@ -57,6 +57,11 @@ class TriagePublic(BaseModel):
     id: str | None = None
     fallback: bool = Field(default=False, description="True when the fallback model (or nobody) answered.")
     reason: str | None = None
+    review: bool = Field(
+        default=False,
+        description="True for an auto-routed ticket sampled for a person's review as well (the audit sample "
+        "that measures the accuracy of auto routes): route it, and ask a person to confirm its intent.",
+    )
 
 
 class TriageBatchPublic(BaseModel):

@@ -26,6 +26,7 @@ from deskpilot.models.families import family_class
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MODEL_DIR = "model"
+REFERENCE_FILE = "reference_profile.json"  # what the monitor compares production with (deskpilot.monitoring)
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,13 @@ class Manifest:
 class TriageModel:
     """A calibrated classifier plus the confidence threshold above which a ticket is routed ``auto``."""
 
-    def __init__(self, classifier: Classifier, manifest: Manifest) -> None:
+    def __init__(
+        self, classifier: Classifier, manifest: Manifest, *, reference: dict[str, Any] | None = None
+    ) -> None:
         self.classifier = classifier
         self.manifest = manifest
+        self.reference = reference
+        """The reference profile written at training, as JSON data (``None`` for older artifacts)."""
 
     @classmethod
     def build(
@@ -60,6 +65,7 @@ class TriageModel:
         *,
         lineage: dict[str, Any] | None = None,
         metrics: dict[str, float] | None = None,
+        reference: dict[str, Any] | None = None,
     ) -> TriageModel:
         manifest = Manifest(
             family=classifier.family,
@@ -68,7 +74,7 @@ class TriageModel:
             lineage=lineage or {},
             metrics=metrics or {},
         )
-        return cls(classifier, manifest)
+        return cls(classifier, manifest, reference=reference)
 
     @property
     def classes(self) -> list[str]:
@@ -92,6 +98,8 @@ class TriageModel:
         directory.mkdir(parents=True, exist_ok=True)
         self.classifier.save(directory / MODEL_DIR)
         (directory / MANIFEST_FILE).write_text(json.dumps(asdict(self.manifest), indent=2, sort_keys=True))
+        if self.reference is not None:
+            (directory / REFERENCE_FILE).write_text(json.dumps(self.reference, separators=(",", ":")))
 
     @classmethod
     def load(cls, directory: Path) -> TriageModel:
@@ -118,7 +126,19 @@ class TriageModel:
             ) from exc
         if [str(c) for c in classifier.classes_] != manifest.classes:
             raise ArtifactError(f"{directory}: the model's classes do not match its manifest")
-        return cls(classifier, manifest)
+        return cls(classifier, manifest, reference=_read_reference(directory / REFERENCE_FILE))
+
+
+def _read_reference(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        payload = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: unreadable reference profile: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise ArtifactError(f"{path}: the reference profile is not a JSON object")
+    return payload
 
 
 def predictions_from_proba(probs: np.ndarray, classes: Sequence[str], *, top_k: int = 3) -> list[Prediction]:

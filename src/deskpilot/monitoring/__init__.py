@@ -1,1 +1,1 @@
-"""Watching models in production: reference profiles, windows of logged decisions, drift and quality signals."""
+"""Watching models in production: reference profiles, windows of decisions, drift and quality signals."""

@@ -10,6 +10,7 @@ request.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
@@ -48,6 +49,8 @@ class ServiceLimits:
     top_k: int = 3
     # characters that may wait for one model (None: unbounded); past it, requests are shed with 503
     max_queued_chars: int | None = None
+    # share of auto routes also marked for a person's review: the monitor's unbiased audit sample
+    review_sample_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -248,21 +251,20 @@ class TriageService:
             ]
         loaded = outcome.loaded
         predictions = predictions_from_proba(outcome.probs, loaded.model.classes, top_k=self.limits.top_k)
-        return [
-            Answer(
-                TriageDecision(
-                    request_id=rid,
-                    prediction=prediction,
-                    route=loaded.model.route_for(prediction.confidence),
-                    model_version=loaded.version,
-                    reason=outcome.reason,
-                    fallback=outcome.fallback,
-                ),
-                loaded.name,
-                elapsed_ms,
+        answers = []
+        for rid, prediction in zip(request_ids, predictions, strict=True):
+            route = loaded.model.route_for(prediction.confidence)
+            decision = TriageDecision(
+                request_id=rid,
+                prediction=prediction,
+                route=route,
+                model_version=loaded.version,
+                reason=outcome.reason,
+                fallback=outcome.fallback,
+                review=route is Route.AUTO and in_review_sample(rid, self.limits.review_sample_rate),
             )
-            for rid, prediction in zip(request_ids, predictions, strict=True)
-        ]
+            answers.append(Answer(decision, loaded.name, elapsed_ms))
+        return answers
 
     def _check_admission(self, tenant: str, chars: int) -> None:
         """Refuse (503) a request the champion's queue would refuse, before redaction spends work on it."""
@@ -475,3 +477,12 @@ def _describe(loaded: LoadedModel) -> dict[str, object]:
 
 def _new_request_id() -> str:
     return uuid.uuid4().hex
+
+
+def in_review_sample(request_id: str, rate: float) -> bool:
+    """Whether a decision belongs to the audit sample: a hash of its id, so the choice is the same in every
+    worker and independent of the ticket's content, confidence or tenant."""
+    if rate <= 0.0:
+        return False
+    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < rate * 2**64

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowPair, ShadowRecord
+from deskpilot.store.records import (
+    DecisionRecord,
+    FeedbackRecord,
+    MonitorRunRecord,
+    ReviewedDecision,
+    ShadowPair,
+    ShadowRecord,
+)
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 10_000
@@ -125,10 +132,71 @@ class DecisionStore(ABC):
         forms one ticket's id may be stored in) in ``tenant`` (every tenant when ``None``), with their
         feedback and the shadow answers to the same requests."""
 
+    @abstractmethod
+    def reviewed_page(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tenant: str | None = None,
+        reviewed_only: bool = False,
+        after_id: int = 0,
+        limit: int = MAX_PAGE,
+    ) -> ReviewedPage:
+        """Decisions made in [``since``, ``until``) with their verdict, in the order they were stored
+        (ascending id), starting after ``after_id``; with ``reviewed_only`` just those with a verdict.
+
+        An operator's read that crosses tenants unless ``tenant`` is given: the monitor watches the model
+        for everyone and for each tenant, and the feedback export gathers corrections from all of them.
+        """
+
+    def scan_reviewed(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tenant: str | None = None,
+        reviewed_only: bool = False,
+        page: int = MAX_PAGE,
+    ) -> Iterator[list[ReviewedDecision]]:
+        """Every page of :meth:`reviewed_page` in turn (keyset paging: rows stored meanwhile are seen
+        once or not at all, never twice)."""
+        after = 0
+        while True:
+            found = self.reviewed_page(
+                since=since,
+                until=until,
+                tenant=tenant,
+                reviewed_only=reviewed_only,
+                after_id=after,
+                limit=page,
+            )
+            if found.rows:
+                yield found.rows
+            if len(found.rows) < page:
+                return
+            after = found.last_id
+
+    @abstractmethod
+    def add_monitor_run(self, record: MonitorRunRecord) -> int:
+        """Store one monitor run; returns its id."""
+
+    @abstractmethod
+    def monitor_runs(self, limit: int = DEFAULT_PAGE) -> list[MonitorRunRecord]:
+        """The latest ``limit`` monitor runs, oldest first (the order a plot over time reads them)."""
+
     def storage_problems(self) -> list[tuple[str, str]]:
         """What keeps writes from lasting although the database answers, as (message without the
         database's location, message with it): a SQLite file deleted or replaced since it was opened."""
         return []
+
+
+@dataclass(frozen=True)
+class ReviewedPage:
+    """One page of :meth:`DecisionStore.reviewed_page` and the id to continue after."""
+
+    rows: list[ReviewedDecision]
+    last_id: int
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from deskpilot.errors import StoreNotFoundError, StoreUnavailableError
-from deskpilot.store.base import MAX_PAGE, DecisionStore, DeletedRows, check_page
-from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowPair, ShadowRecord, utc_now
+from deskpilot.store.base import MAX_PAGE, DecisionStore, DeletedRows, ReviewedPage, check_page
+from deskpilot.store.records import (
+    DecisionRecord,
+    FeedbackRecord,
+    MonitorRunRecord,
+    ReviewedDecision,
+    ShadowPair,
+    ShadowRecord,
+    utc_now,
+)
 
 
 class InMemoryStore(DecisionStore):
@@ -17,6 +26,9 @@ class InMemoryStore(DecisionStore):
         self._decisions: dict[tuple[str, str], DecisionRecord] = {}
         self._feedback: dict[tuple[str, str], FeedbackRecord] = {}
         self._shadow: dict[tuple[str, str, str], ShadowRecord] = {}
+        self._ids: dict[tuple[str, str], int] = {}  # the id each decision was stored under, as a database's
+        self._runs: list[MonitorRunRecord] = []
+        self._next_id = 1
         self.available = True
         """``False`` makes every call raise :class:`StoreUnavailableError`, as a lost database does."""
         self.batches: list[tuple[str, ...]] = []
@@ -32,7 +44,11 @@ class InMemoryStore(DecisionStore):
             self.write_attempts += 1
             self._check()
             for record in records:
-                self._decisions.setdefault((record.tenant, record.request_id), record)
+                key = (record.tenant, record.request_id)
+                if key not in self._decisions:
+                    self._decisions[key] = record
+                    self._ids[key] = self._next_id
+                    self._next_id += 1
             self.batches.append(tuple(record.request_id for record in records))
 
     def get_decision(self, tenant: str, request_id: str) -> DecisionRecord | None:
@@ -128,6 +144,56 @@ class InMemoryStore(DecisionStore):
                 pairs.append(_pair(decision, shadow, verdict))
         return sorted(pairs, key=lambda pair: pair.created_at)
 
+    def reviewed_page(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tenant: str | None = None,
+        reviewed_only: bool = False,
+        after_id: int = 0,
+        limit: int = MAX_PAGE,
+    ) -> ReviewedPage:
+        check_page(limit)
+        with self._lock:
+            self._check()
+            rows: list[ReviewedDecision] = []
+            last = after_id
+            for key, record in self._decisions.items():
+                at = self._ids[key]
+                verdict = self._feedback.get(key)
+                if (
+                    at <= after_id
+                    or (since is not None and record.created_at < since)
+                    or (until is not None and record.created_at >= until)
+                    or (tenant is not None and record.tenant != tenant)
+                    or (reviewed_only and verdict is None)
+                ):
+                    continue
+                rows.append(
+                    ReviewedDecision(
+                        decision=record,
+                        correct_intent=None if verdict is None else verdict.correct_intent,
+                        feedback_at=None if verdict is None else verdict.created_at,
+                    )
+                )
+                last = at
+                if len(rows) == limit:
+                    break
+        return ReviewedPage(rows, last)
+
+    def add_monitor_run(self, record: MonitorRunRecord) -> int:
+        with self._lock:
+            self._check()
+            stored = replace(record, id=len(self._runs) + 1)
+            self._runs.append(stored)
+            return stored.id or 0
+
+    def monitor_runs(self, limit: int = 100) -> list[MonitorRunRecord]:
+        with self._lock:
+            self._check()
+            return list(self._runs[-limit:]) if limit else []
+
     def ping(self) -> None:
         with self._lock:
             self._check()
@@ -159,6 +225,7 @@ class InMemoryStore(DecisionStore):
         feedback = keys & self._feedback.keys()
         for key in keys:
             del self._decisions[key]
+            del self._ids[key]
         for key in feedback:
             del self._feedback[key]
         for shadow_key in shadow:

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from deskpilot.errors import StoreError
 from deskpilot.store.engine import make_engine, parse_url, sqlite_path, tighten_sqlite_files, translated
 from deskpilot.store.files import create_private, private_dir
-from deskpilot.store.tables import DATA_TABLES, VERSION_TABLE, audit_log
+from deskpilot.store.tables import DATA_TABLES, VERSION_TABLE, audit_log, monitor_runs
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATE_HINT = "run `deskpilot store migrate` to bring the database up to date"
@@ -99,7 +99,7 @@ def upgrade(url: str, revision: str = "head", *, runtime_role: str | None = None
     return reached
 
 
-_STORE_TABLES = (*DATA_TABLES, audit_log)
+_STORE_TABLES = (*DATA_TABLES, audit_log, monitor_runs)
 
 
 def grant_runtime(url: str, role: str) -> list[str]:
@@ -108,6 +108,7 @@ def grant_runtime(url: str, role: str) -> list[str]:
     it, so tables added by later revisions are covered.
 
     - ``audit_log``: SELECT, INSERT (appends are serialized by an advisory lock, which needs no rights);
+    - ``monitor_runs``: SELECT, INSERT (the service's monitor task records its runs; history is kept);
     - ``decisions``, ``feedback``, ``shadow_decisions``: SELECT, INSERT, UPDATE, DELETE (a replaced verdict
       updates feedback; retention and erasure delete);
     - the version table: SELECT (every store checks the schema revision); the id sequences: USAGE, SELECT.
@@ -156,6 +157,7 @@ def _grant(conn: Connection, role: str) -> list[str]:
     statements = [
         f"REVOKE ALL ON {', '.join(quoted(name) for name in names)} FROM {grantee}",
         f"GRANT SELECT, INSERT ON {quoted(audit_log.name)} TO {grantee}",
+        f"GRANT SELECT, INSERT ON {quoted(monitor_runs.name)} TO {grantee}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {data} TO {grantee}",
         f"GRANT SELECT ON {quoted(VERSION_TABLE)} TO {grantee}",
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from deskpilot.domain import Route, TriageDecision
 
@@ -41,6 +42,7 @@ class DecisionRecord:
     fallback: bool = False
     reason: str = ""
     http_request_id: str | None = None  # the HTTP request (X-Request-ID) that asked for this decision
+    review_sample: bool = False  # an auto route sampled for a person's review (the monitor's audit sample)
     created_at: datetime = field(default_factory=utc_now)
 
     def __post_init__(self) -> None:
@@ -81,6 +83,7 @@ class DecisionRecord:
             fallback=decision.fallback,
             reason=decision.reason,
             http_request_id=http_request_id,
+            review_sample=decision.review,
             created_at=created_at or utc_now(),
         )
 
@@ -155,3 +158,34 @@ class ShadowPair:
     def confidence_shift(self) -> float:
         """Challenger minus champion confidence."""
         return self.challenger_confidence - self.champion_confidence
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReviewedDecision:
+    """A logged decision with the agent's verdict on it, when there is one (the monitor's and the
+    feedback export's unit)."""
+
+    decision: DecisionRecord
+    correct_intent: str | None = None
+    feedback_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorRunRecord:
+    """One run of the monitor as stored: the range and tenant it read, and its whole result as JSON."""
+
+    started_at: datetime
+    finished_at: datetime
+    since: datetime
+    until: datetime
+    tenant: str | None
+    model_name: str
+    model_version: str
+    decisions: int
+    fired: bool
+    result: dict[str, Any]
+    id: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("started_at", "finished_at", "since", "until"):
+            _check_aware(getattr(self, name), name)

@@ -12,10 +12,17 @@ from sqlalchemy.engine import Connection
 
 from deskpilot.domain import Route
 from deskpilot.errors import StoreNotFoundError
-from deskpilot.store import migrate
-from deskpilot.store.base import MAX_PAGE, DecisionStore, DeletedRows, check_page
+from deskpilot.store import migrate, sql_reads
+from deskpilot.store.base import MAX_PAGE, DecisionStore, DeletedRows, ReviewedPage, check_page
 from deskpilot.store.engine import make_engine, parse_url, safe_url, sqlite_file_problem, translated
-from deskpilot.store.records import DecisionRecord, FeedbackRecord, ShadowPair, ShadowRecord, utc_now
+from deskpilot.store.records import (
+    DecisionRecord,
+    FeedbackRecord,
+    MonitorRunRecord,
+    ShadowPair,
+    ShadowRecord,
+    utc_now,
+)
 from deskpilot.store.tables import decisions, feedback, shadow_decisions
 
 PURGE_BATCH = 2000  # decisions per transaction of a purge
@@ -236,6 +243,39 @@ class SqlStore(DecisionStore):
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         return done
 
+    def reviewed_page(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tenant: str | None = None,
+        reviewed_only: bool = False,
+        after_id: int = 0,
+        limit: int = MAX_PAGE,
+    ) -> ReviewedPage:
+        with translated("reading decisions with their verdicts", self._url), self._engine.connect() as conn:
+            self._check_schema(conn)
+            return sql_reads.reviewed_page(
+                conn,
+                _decision,
+                since=since,
+                until=until,
+                tenant=tenant,
+                reviewed_only=reviewed_only,
+                after_id=after_id,
+                limit=limit,
+            )
+
+    def add_monitor_run(self, record: MonitorRunRecord) -> int:
+        with translated("recording a monitor run", self._url), self._engine.begin() as conn:
+            self._check_schema(conn)
+            return sql_reads.add_monitor_run(conn, record)
+
+    def monitor_runs(self, limit: int = 100) -> list[MonitorRunRecord]:
+        with translated("reading monitor runs", self._url), self._engine.connect() as conn:
+            self._check_schema(conn)
+            return sql_reads.latest_monitor_runs(conn, limit)
+
     def storage_problems(self) -> list[tuple[str, str]]:
         problem = sqlite_file_problem(self._engine)
         return [] if problem is None else [problem]
@@ -287,6 +327,7 @@ def _decision_row(record: DecisionRecord) -> dict[str, Any]:
         "fallback": record.fallback,
         "reason": record.reason,
         "http_request_id": record.http_request_id,
+        "review_sample": record.review_sample,
         "created_at": record.created_at,
     }
 
@@ -307,6 +348,7 @@ def _decision(row: sa.Row[Any]) -> DecisionRecord:
         fallback=row.fallback,
         reason=row.reason,
         http_request_id=row.http_request_id,
+        review_sample=row.review_sample,
         created_at=row.created_at,
     )
 

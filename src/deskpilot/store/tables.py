@@ -67,6 +67,7 @@ decisions = sa.Table(
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("http_request_id", sa.String(), nullable=True),
+    sa.Column("review_sample", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("tenant", "request_id"),
     sa.Index(None, "tenant", "created_at"),
     sa.Index(None, "http_request_id"),
@@ -78,7 +79,7 @@ decisions = sa.Table(
 feedback key); ``http_request_id`` is the HTTP request that asked for it (the access log's ``request_id``),
 NULL for decisions logged before migration 0004. Both are indexed on their own for the operator's trace,
 which looks an id up across tenants; ``created_at`` and ``ticket_id`` are indexed for retention and erasure
-(migration 0005)."""
+(migration 0005). ``review_sample`` marks auto-routed decisions sampled for a person's review (0006)."""
 
 feedback = sa.Table(
     "feedback",
@@ -142,6 +143,26 @@ audit_log = sa.Table(
 on it through triggers that migration 0002 creates, and the service's role may only INSERT and SELECT
 (:func:`deskpilot.store.migrate.grant_runtime`). ``key_id`` and ``mac`` (migration 0005) are NULL for
 entries written before audit keys existed."""
+
+monitor_runs = sa.Table(
+    "monitor_runs",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("finished_at", UtcDateTime(), nullable=False),
+    sa.Column("since", UtcDateTime(), nullable=False),
+    sa.Column("until", UtcDateTime(), nullable=False),
+    sa.Column("tenant", sa.String(), nullable=True),
+    sa.Column("model_name", sa.String(), nullable=False),
+    sa.Column("model_version", sa.String(), nullable=False),
+    sa.Column("decisions", sa.Integer(), nullable=False),
+    sa.Column("fired", sa.Boolean(), nullable=False),
+    sa.Column("result", sa.JSON(), nullable=False),
+    sa.Index(None, "until"),
+)
+"""One row per monitor run (migration 0006): the range and tenant it read (``tenant`` NULL: every tenant),
+the model it compared with, whether any signal fired, and the whole result as JSON. Aggregates only: no
+ticket text, so retention leaves it alone."""
 
 DATA_TABLES = (decisions, feedback, shadow_decisions)
 """The tables retention and erasure delete from (never ``audit_log``)."""

@@ -23,6 +23,7 @@ from deskpilot.evaluation.selective import DEFAULT_TARGET_PRECISION, pick_thresh
 from deskpilot.models.artifact import TriageModel
 from deskpilot.models.base import Classifier
 from deskpilot.models.families import make_classifier
+from deskpilot.monitoring.profile import Embedder, build_profile
 
 Progress = Callable[[str], None]
 
@@ -96,5 +97,17 @@ def train_on_snapshot(
         "validation_rows": int(split.validation.size),
         "params": model.get_params(),
     }
-    triage = TriageModel.build(model, routing, lineage=lineage, metrics=metrics)
+    say("profile the reference data for the monitor")
+    reference = build_profile(
+        classes=classes,
+        routing_threshold=routing.threshold,
+        validation_labels=val_labels,
+        validation_probs=probs,
+        texts=train_texts + val_texts,
+        embedder=model if isinstance(model, Embedder) else None,
+        seed=config.seed,
+    )
+    triage = TriageModel.build(
+        model, routing, lineage=lineage, metrics=metrics, reference=reference.to_dict()
+    )
     return TrainingResult(model=triage, metrics=metrics, split=split, fit_seconds=fit_seconds)

@@ -149,6 +149,7 @@ class ServingStack:
                 max_wait_ms=settings.micro_batch_wait_ms,
                 model_timeout_s=settings.model_timeout_s,
                 max_queued_chars=settings.queue_max_chars,
+                review_sample_rate=settings.review_sample_rate,
             ),
             tracer=self.tracer,
         )

@@ -68,6 +68,7 @@ def _public(answer: Answer) -> dict[str, Any]:
         "id": answer.ticket_id,
         "fallback": decision.fallback,
         "reason": decision.reason or None,
+        "review": decision.review,
     }
 
 

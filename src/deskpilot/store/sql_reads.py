@@ -1,0 +1,89 @@
+"""The SQL store's bulk reads for the monitor and the feedback export, and the monitor's run history.
+
+Kept apart from :mod:`deskpilot.store.sql` because they scan rather than look up: keyset pages over the
+primary key (an index every database has), decisions joined to their verdicts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from deskpilot.store.base import MAX_PAGE, ReviewedPage, check_page
+from deskpilot.store.records import MonitorRunRecord, ReviewedDecision
+from deskpilot.store.tables import decisions, feedback, monitor_runs
+
+
+def reviewed_page(
+    conn: Connection,
+    decision_from_row: Any,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    tenant: str | None,
+    reviewed_only: bool,
+    after_id: int,
+    limit: int,
+) -> ReviewedPage:
+    check_page(limit)
+    d, f = decisions, feedback
+    query = sa.select(d, f.c.correct_intent, f.c.created_at.label("feedback_at"))
+    join = sa.and_(f.c.tenant == d.c.tenant, f.c.request_id == d.c.request_id)
+    query = query.join(f, join) if reviewed_only else query.outerjoin(f, join)
+    query = query.where(d.c.id > after_id)
+    if since is not None:
+        query = query.where(d.c.created_at >= since)
+    if until is not None:
+        query = query.where(d.c.created_at < until)
+    if tenant is not None:
+        query = query.where(d.c.tenant == tenant)
+    rows = conn.execute(query.order_by(d.c.id).limit(limit)).all()
+    found = [
+        ReviewedDecision(
+            decision=decision_from_row(row), correct_intent=row.correct_intent, feedback_at=row.feedback_at
+        )
+        for row in rows
+    ]
+    return ReviewedPage(found, rows[-1].id if rows else after_id)
+
+
+def add_monitor_run(conn: Connection, record: MonitorRunRecord) -> int:
+    values = {
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "since": record.since,
+        "until": record.until,
+        "tenant": record.tenant,
+        "model_name": record.model_name,
+        "model_version": record.model_version,
+        "decisions": record.decisions,
+        "fired": record.fired,
+        "result": record.result,
+    }
+    inserted = conn.execute(sa.insert(monitor_runs).values(values).returning(monitor_runs.c.id))
+    return int(inserted.scalar_one())
+
+
+def latest_monitor_runs(conn: Connection, limit: int) -> list[MonitorRunRecord]:
+    check_page(min(limit, MAX_PAGE))
+    m = monitor_runs
+    rows = conn.execute(sa.select(m).order_by(m.c.id.desc()).limit(limit)).all()
+    return [
+        MonitorRunRecord(
+            id=row.id,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            since=row.since,
+            until=row.until,
+            tenant=row.tenant,
+            model_name=row.model_name,
+            model_version=row.model_version,
+            decisions=row.decisions,
+            fired=row.fired,
+            result=row.result,
+        )
+        for row in reversed(rows)
+    ]
