@@ -38,6 +38,7 @@ have always had. ``not_found`` is shared on purpose (see :class:`StoreNotFoundEr
     ├── ModelError                        400  model_error
     │   ├── ModelNotFoundError            400  model_not_found          no such model, version or alias
     │   ├── ArtifactError                 400  artifact_invalid         model files missing or corrupt
+    │   ├── NoReferenceProfileError       400  no_reference_profile     nothing to monitor the model against
     │   └── TrainingError                 400  training_failed
     ├── RegistryError                     400  registry_error           the tracking/registry backend failed
     ├── RolloutError                      400  rollout_refused          a promotion or rollback refused
@@ -241,6 +242,10 @@ class ModelNotFoundError(ModelError):
 class ArtifactError(ModelError):
     code = "artifact_invalid"
     http_status = 400
+
+
+class NoReferenceProfileError(ModelError):
+    code = "no_reference_profile"
 
 
 class TrainingError(ModelError):
