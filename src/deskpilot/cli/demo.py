@@ -3,6 +3,9 @@
 Validate → snapshot → split → train each family (skipped when this data and seed already have that version)
 → evaluate and gate → promote the best version that passed → score sample messages → serve the API on
 127.0.0.1 with a demo key and print a curl line that was checked to work.
+
+``deskpilot demo incident``: the incident drill (:mod:`deskpilot.workflows.incident`): replay clean traffic
+and upstream changes through a champion and show what the monitor detects, how fast, with what false alarms.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import typer
 
 from deskpilot.cli.common import (
     EXIT_FAILED,
+    JsonOpt,
     LabelColumnOpt,
     TextColumnOpt,
+    emit_json,
     render_report,
     reported_errors,
     say_audited,
@@ -36,7 +41,13 @@ from deskpilot.workflows.demo import (
     run_demo,
 )
 
+app = typer.Typer(
+    help="The main job end to end on a dataset; `demo incident` runs the monitoring drill.",
+    invoke_without_command=True,
+)
 
+
+@app.callback(invoke_without_command=True)
 def demo(
     ctx: typer.Context,
     data: Annotated[Path, typer.Option("--data", help="Dataset to run on.")] = BUNDLED_DATA,
@@ -54,6 +65,8 @@ def demo(
 ) -> None:
     """Validate, snapshot and split the data, train, gate and register models, promote the best, score a
     few messages, then serve the API with a demo key."""
+    if ctx.invoked_subcommand is not None:
+        return
     settings = state(ctx).settings
     request = DemoRequest(data, text_column, label_column, seed, tuple(families or DEMO_FAMILIES))
     steps = demo_steps(request) + (1 if serve else 0)
@@ -69,6 +82,64 @@ def demo(
         return
     printer.step(f"serve the triage API on {host}:{port}")
     serve_demo(settings, host=host, port=port, key=outcome.key)
+
+
+@app.command("incident")
+def incident(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option("--data", help="Dataset to run on.")] = BUNDLED_DATA,
+    text_column: TextColumnOpt = "text",
+    label_column: LabelColumnOpt = "category",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
+    window: Annotated[int, typer.Option("--window", min=50, help="Decisions per monitored window.")] = 500,
+    clean_windows: Annotated[
+        int, typer.Option("--clean-windows", min=1, help="Unshifted windows that measure false alarms.")
+    ] = 30,
+    shifted_windows: Annotated[
+        int, typer.Option("--shifted-windows", min=1, help="Windows replayed after each switch.")
+    ] = 4,
+    held_out_intent: Annotated[
+        str | None, typer.Option("--held-out-intent", help="The intent kept out of training (the new one).")
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Replay clean traffic, then template, truncation, new-intent and intent-mix changes through a champion
+    and report which signal fired, after how many decisions, and the false-alarm rate on clean windows."""
+    from deskpilot.workflows.incident import IncidentRequest, run_incident
+
+    settings = state(ctx).settings
+    request = IncidentRequest(
+        data=data,
+        text_column=text_column,
+        label_column=label_column,
+        seed=seed,
+        window=window,
+        clean_windows=clean_windows,
+        shifted_windows=shifted_windows,
+        held_out_intent=held_out_intent,
+    )
+    progress = None if json_output else (lambda text: typer.echo(f"  · {text}"))
+    with reported_errors(as_json=json_output):
+        outcome = run_incident(settings, request, progress)
+    summary = outcome.to_dict()
+    if json_output:
+        emit_json({"ok": True, **summary})
+        return
+    alarms = summary["false_alarms"]
+    low, high = alarms["interval"]
+    typer.echo(
+        f"false alarms: {alarms['fired']} of {alarms['windows']} clean windows of {outcome.window} decisions "
+        f"({alarms['rate']:.1%}, 95% CI {low:.1%}-{high:.1%}) {alarms['by_signal'] or ''}"
+    )
+    for scenario in summary["scenarios"]:
+        after = scenario["detected_after_decisions"]
+        verdict = f"detected after {after:,} decisions" if after else "NOT detected"
+        typer.echo(f"{scenario['scenario']:<20} {verdict}: {', '.join(scenario['fired']) or '-'}")
+        for step in scenario["mitigation"][:2]:
+            typer.echo(f"    runbook {step['runbook']}: {step['do']}")
+    missed = [s["scenario"] for s in summary["scenarios"] if not s["detected_after_decisions"]]
+    if missed:
+        raise typer.Exit(EXIT_FAILED)
 
 
 class _Printer:

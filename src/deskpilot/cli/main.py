@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("deskpilot.cli.eval_cmds", "evaluate_command"),
     "gate": ("deskpilot.cli.eval_cmds", "gate_command"),
     "predict": ("deskpilot.cli.predict_cmds", "predict"),
-    "demo": ("deskpilot.cli.demo", "demo"),
+    "demo": ("deskpilot.cli.demo", "app"),
     "serve": ("deskpilot.cli.serve_cmds", "serve"),
     "promote": ("deskpilot.cli.rollout_cmds", "promote"),
     "rollback": ("deskpilot.cli.rollout_cmds", "rollback"),
@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "store": ("deskpilot.cli.store_cmds", "app"),
     "audit": ("deskpilot.cli.audit_cmds", "app"),
     "rollout": ("deskpilot.cli.rollout_cmds", "app"),
+    "monitor": ("deskpilot.cli.monitor_cmds", "monitor"),
 }
 
 

@@ -9,6 +9,7 @@ the store keeps the history.
 from __future__ import annotations
 
 from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
 
 from deskpilot.monitoring.result import MonitorResult

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class _Columns:
     def in_time_order(self) -> _Columns:
         """The same decisions by time: the scan reads them by id, which several writers can interleave."""
         order = sorted(range(len(self.times)), key=self.times.__getitem__)
-        if all(a < b for a, b in zip(order, order[1:], strict=False)):
+        if all(a < b for a, b in pairwise(order)):
             return self
         return _Columns(
             texts=[self.texts[i] for i in order],

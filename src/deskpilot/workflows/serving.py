@@ -19,6 +19,7 @@ from deskpilot.config import Settings
 from deskpilot.data.pii import PiiRedactor
 from deskpilot.domain import Role
 from deskpilot.errors import ConfigError
+from deskpilot.monitoring.metrics import MonitorMetrics
 from deskpilot.registry.base import ModelRegistry
 from deskpilot.rollout import actions
 from deskpilot.rollout.guard import RolloutGuard
@@ -35,6 +36,7 @@ from deskpilot.store.base import DecisionStore
 from deskpilot.store.writer import BufferedWriter, ShadowWriter
 from deskpilot.workflows.audit import PENDING_FILE, AuditRecorder, PendingEntries, audit_seal
 from deskpilot.workflows.build import load_policies, writable_store_url
+from deskpilot.workflows.monitor import MonitorTask, start_monitor
 from deskpilot.workflows.retention import RetentionTask, start_retention
 
 SERVICE_ACTOR = "deskpilot-service"
@@ -105,6 +107,7 @@ class ServingStack:
         self._audit: AuditRecorder | None = None
         self._own_audit: AuditLog | None = None
         self._retention: RetentionTask | None = None
+        self.monitor_task: MonitorTask | None = None
 
     @property
     def service(self) -> TriageService:
@@ -166,8 +169,13 @@ class ServingStack:
         )
         self._guard.start()
         self._retention = await start_retention(settings, store, self._audit)
+        self.monitor_task = await start_monitor(
+            settings, store, MonitorMetrics(self.metrics.registry), registry
+        )
 
     async def stop(self) -> None:
+        if self.monitor_task is not None:
+            await self.monitor_task.stop()
         if self._retention is not None:
             await self._retention.stop()
         if self._guard is not None:
