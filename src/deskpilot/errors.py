@@ -246,6 +246,7 @@ class ArtifactError(ModelError):
 
 class NoReferenceProfileError(ModelError):
     code = "no_reference_profile"
+    http_status = 400
 
 
 class TrainingError(ModelError):
