@@ -7,8 +7,10 @@ texts kept here never holds raw PII.
 
 The prediction side (intent histogram, confidence and margin, auto-route rate, confusion matrix) comes from
 the validation split, the rows the model did not fit on, so it is what serving looks like when nothing has
-changed. The text side (lengths, languages, vocabulary, the sample for two-sample tests) comes from both
-splits.
+changed. The text side (lengths, languages, the sample for two-sample tests) comes from both splits. The
+vocabulary comes from the training split only, and the validation split's rate of tokens outside it is the
+unseen-token rate a window should show when nothing changed: measured, not assumed zero, since any finite
+vocabulary misses the long tail of words.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from deskpilot.errors import ArtifactError
-from deskpilot.monitoring.textstats import guess_language, tokenize
+from deskpilot.monitoring.textstats import guess_language, ratio_with_error, tokenize, unseen_counts
 
 PROFILE_FILE = "reference_profile.json"
 PROFILE_FORMAT = 1
@@ -78,10 +80,13 @@ class ReferenceProfile:
     confusion: list[list[int]]  # [true][predicted], indexed by ``classes``
     text_lengths: list[int]  # characters, each text of the sample
     languages: dict[str, int]
-    vocabulary: dict[str, int]  # document frequency of the most frequent tokens
+    vocabulary: dict[str, int]  # document frequency of the most frequent tokens of the vocabulary texts
     sample_texts: list[str]
     embedding: EmbeddingReference | None = None
     seed: int = 0
+    vocabulary_texts: int = 0  # how many texts ``vocabulary`` was counted on
+    unseen_rate: float | None = None  # share of held-out tokens outside ``vocabulary``
+    unseen_rate_error: float | None = None  # its standard error (texts as sampling units)
     format_version: int = PROFILE_FORMAT
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -135,8 +140,15 @@ def build_profile(
     texts: Sequence[str],
     embedder: Embedder | None = None,
     seed: int = 0,
+    train_texts: Sequence[str] | None = None,
+    validation_texts: Sequence[str] | None = None,
 ) -> ReferenceProfile:
-    """The profile of a trained model from its validation predictions and the snapshot's texts."""
+    """The profile of a trained model from its validation predictions and the snapshot's texts.
+
+    ``texts`` are the snapshot's texts (both splits). Pass ``train_texts`` and ``validation_texts`` (the
+    split's two sides) to count the vocabulary on the training side and its unseen-token baseline on the
+    validation side; without them a seeded 80/20 split of ``texts`` plays those roles.
+    """
     rng = np.random.default_rng(seed)
     class_index = {name: i for i, name in enumerate(classes)}
     probs = np.asarray(validation_probs, dtype=np.float64)
@@ -154,9 +166,12 @@ def build_profile(
     )
     picked = _sample_positions(len(texts), SAMPLE_TEXTS, rng)
     sample = [texts[i] for i in picked]
-    vocabulary: Counter[str] = Counter()
-    for text in texts:
-        vocabulary.update(set(tokenize(text)))
+    if train_texts is None or validation_texts is None:
+        train_texts, validation_texts = _held_out_split(texts, rng)
+    vocabulary = _vocabulary(train_texts)
+    unseen_rate, unseen_error = ratio_with_error(
+        *unseen_counts([tokenize(t) for t in validation_texts], set(vocabulary))
+    )
     return ReferenceProfile(
         classes=list(classes),
         routing_threshold=routing_threshold,
@@ -172,11 +187,28 @@ def build_profile(
         confusion=confusion.tolist(),
         text_lengths=[len(text) for text in sample],
         languages=dict(Counter(guess_language(text) for text in sample)),
-        vocabulary=dict(vocabulary.most_common(VOCABULARY_SIZE)),
+        vocabulary=vocabulary,
         sample_texts=sample,
         embedding=_embedding_reference(embedder, sample, rng) if embedder is not None else None,
         seed=seed,
+        vocabulary_texts=len(train_texts),
+        unseen_rate=unseen_rate if np.isfinite(unseen_error) else None,
+        unseen_rate_error=unseen_error if np.isfinite(unseen_error) else None,
     )
+
+
+def _vocabulary(texts: Sequence[str]) -> dict[str, int]:
+    frequency: Counter[str] = Counter()
+    for text in texts:
+        frequency.update(set(tokenize(text)))
+    return dict(frequency.most_common(VOCABULARY_SIZE))
+
+
+def _held_out_split(texts: Sequence[str], rng: np.random.Generator) -> tuple[list[str], list[str]]:
+    held_out = np.zeros(len(texts), dtype=bool)
+    held_out[rng.choice(len(texts), size=len(texts) // 5, replace=False)] = True
+    kept = [text for text, out in zip(texts, held_out, strict=True) if not out]
+    return kept, [text for text, out in zip(texts, held_out, strict=True) if out]
 
 
 def _sample_positions(total: int, size: int, rng: np.random.Generator) -> np.ndarray:
