@@ -32,11 +32,11 @@ class TrainedHome:
     versions: tuple[str, ...]
 
 
-def trained_home(home: Path, *, versions: int = 2) -> TrainedHome:
+def trained_home(home: Path, *, versions: int = 2, labels: int = 6, per_label: int = 30) -> TrainedHome:
     """``versions`` tfidf versions of MODEL on a slice of the bundled data; the first is the champion."""
     home.mkdir(parents=True, exist_ok=True)
     data = home / "tickets.csv"
-    bundled_subset(labels=6, per_label=30).to_csv(data, index=False)
+    bundled_subset(labels=labels, per_label=per_label).to_csv(data, index=False)
     table = read_table(data)
     snapshot = SnapshotStore(home / "snapshots").create(
         table, validate_table(table, DataContract()), NoRedaction()

@@ -14,10 +14,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from deskpilot.monitoring.multiple import adjust_signals
+from deskpilot.monitoring.multiple import apply_fdr
 from deskpilot.monitoring.profile import Embedder, ReferenceProfile
 from deskpilot.monitoring.result import MonitorResult, WindowResult
-from deskpilot.monitoring.signals import embedding, label_shift, prediction, quality, text
+from deskpilot.monitoring.signals import domain, embedding, label_shift, prediction, quality, text
+from deskpilot.monitoring.signals.base import MIN_WINDOW
 from deskpilot.monitoring.types import Signal, SignalName, Window
 from deskpilot.monitoring.window import WindowPlan, read_windows
 from deskpilot.store.base import DecisionStore
@@ -64,7 +65,7 @@ def run_monitor(
     )
     computed = [compute_signals(profile, window, config=config, embedder=embedder) for window in windows]
     flat = [signal for signals in computed for signal in signals]
-    adjusted = iter(adjust_signals(flat, alpha=config.alpha))
+    adjusted = iter(apply_fdr(flat, alpha=config.alpha))
     results = [
         WindowResult(
             tenant=window.tenant,
@@ -97,32 +98,44 @@ def compute_signals(
     embedder: Embedder | None = None,
 ) -> list[Signal]:
     """Every signal of one window, in a fixed order (raw p-values: the run adjusts them)."""
+    seed = config.seed
     steps: list[tuple[SignalName, Callable[[], Signal]]] = [
-        (SignalName.INTENT_HISTOGRAM, lambda: prediction.intent_histogram(profile, window)),
-        (SignalName.CONFIDENCE, lambda: prediction.confidence(profile, window)),
-        (SignalName.MARGIN, lambda: prediction.margin(profile, window)),
-        (SignalName.AUTO_ROUTE_RATE, lambda: prediction.auto_route_rate(profile, window)),
+        (SignalName.INTENT_HISTOGRAM, lambda: prediction.intent_histogram_signal(profile, window)),
+        (SignalName.CONFIDENCE, lambda: prediction.confidence_signal(profile, window)),
+        (SignalName.MARGIN, lambda: prediction.margin_signal(profile, window)),
+        (SignalName.AUTO_ROUTE_RATE, lambda: prediction.auto_route_rate_signal(profile, window)),
         (
             SignalName.DOMAIN_CLASSIFIER,
-            lambda: text.domain_classifier(
-                profile.sample_texts, window.texts, seed=config.seed, max_texts=config.domain_max_texts
+            lambda: domain.domain_classifier_signal(
+                profile, window, max_texts=config.domain_max_texts, seed=seed
             ),
         ),
-        (SignalName.VOCABULARY, lambda: text.vocabulary(profile, window)),
-        (SignalName.TEXT_LENGTH, lambda: text.text_length(profile, window)),
-        (SignalName.LANGUAGE, lambda: text.language(profile, window)),
+        (SignalName.VOCABULARY, lambda: text.vocabulary_signal(profile, window)),
+        (SignalName.TEXT_LENGTH, lambda: text.text_length_signal(profile, window)),
+        (SignalName.LANGUAGE, lambda: text.language_signal(profile, window)),
         (SignalName.EMBEDDING_MMD, lambda: _embedding_signal(profile, window, embedder, config)),
-        (SignalName.LABEL_SHIFT, lambda: label_shift.label_shift(profile, window, seed=config.seed)),
     ]
     signals = [_timed(name, step) for name, step in steps if config.wants(name)]
-    shift = next((s for s in signals if s.name is SignalName.LABEL_SHIFT), None)
+    shift_estimate = None
+    shift_signal = None
+    if config.wants(SignalName.LABEL_SHIFT) or config.wants(SignalName.ACCURACY_ESTIMATE):
+        if len(window) >= MIN_WINDOW[SignalName.LABEL_SHIFT]:
+            shift_estimate = label_shift.estimate_label_shift(profile, window.intents, seed=seed)
+        shift_signal = _timed(
+            SignalName.LABEL_SHIFT,
+            lambda: label_shift.label_shift_signal(profile, window, estimate=shift_estimate, seed=seed),
+        )
+        if config.wants(SignalName.LABEL_SHIFT):
+            signals.append(shift_signal)
     quality_steps: list[tuple[SignalName, Callable[[], Signal]]] = [
-        (SignalName.ACCURACY_FEEDBACK, lambda: quality.accuracy_feedback(profile, window)),
+        (SignalName.ACCURACY_FEEDBACK, lambda: quality.accuracy_feedback_signal(profile, window)),
         (
             SignalName.ACCURACY_ESTIMATE,
-            lambda: quality.accuracy_estimate(profile, window, label_shift=shift, seed=config.seed),
+            lambda: quality.accuracy_estimate_signal(
+                profile, window, label_shift=shift_signal, shift=shift_estimate, seed=seed
+            ),
         ),
-        (SignalName.ACCURACY_AUDIT_SAMPLE, lambda: quality.accuracy_audit_sample(profile, window)),
+        (SignalName.ACCURACY_AUDIT_SAMPLE, lambda: quality.audit_accuracy_signal(profile, window)),
     ]
     signals += [_timed(name, step) for name, step in quality_steps if config.wants(name)]
     return signals
@@ -131,16 +144,20 @@ def compute_signals(
 def _embedding_signal(
     profile: ReferenceProfile, window: Window, embedder: Embedder | None, config: MonitorConfig
 ) -> Signal:
-    reference = profile.embedding
-    if not config.embedding or embedder is None or reference is None:
-        why = "switched off" if not config.embedding else "the model has no encoder to embed with"
-        return embedding.skipped(why, n_window=len(window))
-    rng = np.random.default_rng(config.seed)
-    texts: Sequence[str] = window.texts
-    if len(texts) > EMBEDDED_TEXTS:
-        texts = [texts[i] for i in np.sort(rng.choice(len(texts), EMBEDDED_TEXTS, replace=False))]
-    projected = reference.project(embedder.embed(list(texts)))
-    return embedding.embedding_mmd(reference, projected, n_window=len(window), seed=config.seed)
+    """Embed (a sample of) the window with the version's encoder, project it, and test it."""
+    projected = None
+    if config.embedding and embedder is not None and profile.embedding is not None and len(window):
+        rng = np.random.default_rng(config.seed)
+        texts: Sequence[str] = window.texts
+        if len(texts) > EMBEDDED_TEXTS:
+            texts = [texts[i] for i in np.sort(rng.choice(len(texts), EMBEDDED_TEXTS, replace=False))]
+        projected = profile.embedding.project(embedder.embed(list(texts)))
+    elif not config.embedding:
+        return replace(
+            embedding.embedding_signal(profile, None, seed=config.seed),
+            skipped="switched off (--no-embedding)",
+        )
+    return embedding.embedding_signal(profile, projected, seed=config.seed)
 
 
 def _timed(name: SignalName, step: Callable[[], Signal]) -> Signal:

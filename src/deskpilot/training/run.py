@@ -104,6 +104,8 @@ def train_on_snapshot(
         validation_labels=val_labels,
         validation_probs=probs,
         texts=train_texts + val_texts,
+        train_texts=train_texts,
+        validation_texts=val_texts,
         embedder=model if isinstance(model, Embedder) else None,
         seed=config.seed,
     )

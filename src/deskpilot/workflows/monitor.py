@@ -25,7 +25,8 @@ from deskpilot.models.artifact import TriageModel
 from deskpilot.monitoring.metrics import MonitorMetrics
 from deskpilot.monitoring.profile import Embedder, ReferenceProfile
 from deskpilot.monitoring.report import write_monitor_report
-from deskpilot.monitoring.run import MonitorConfig, MonitorResult, run_monitor
+from deskpilot.monitoring.result import MonitorResult
+from deskpilot.monitoring.run import MonitorConfig, run_monitor
 from deskpilot.monitoring.window import WindowPlan
 from deskpilot.registry.base import CHAMPION, ModelRegistry
 from deskpilot.store.base import DecisionStore
