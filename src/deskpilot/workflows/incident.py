@@ -45,7 +45,7 @@ from deskpilot.workflows.datasets import load_and_validate, require_valid, store
 CLEAN = "clean"
 MODEL_NAME = "deskpilot-incident-drill"
 MITIGATIONS: dict[str, tuple[str, str]] = {
-    # signal -> (runbook section, what to do first)
+    # signal -> (runbook section, what to do first); most specific first
     "domain_classifier": (
         "deskpilotinputdrift",
         "find the upstream change (the report lists the tokens "
@@ -58,6 +58,19 @@ MITIGATIONS: dict[str, tuple[str, str]] = {
     "text_length": ("deskpilotinputdrift", "lengths moved: look for truncation or a wrapper in ingestion"),
     "language": ("deskpilotinputdrift", "a new language: check the translation layer before the service"),
     "embedding_mmd": ("deskpilotinputdrift", "the texts mean something else: compare the report's samples"),
+    "label_shift": (
+        "deskpilotlabelshift",
+        "the intent mix changed: rebalance queues; recalibrate if accuracy drops",
+    ),
+    "accuracy_feedback": (
+        "deskpilotaccuracydrop",
+        "verdicts say accuracy fell: deskpilot rollback, or retrain from feedback and shadow it",
+    ),
+    "accuracy_audit_sample": (
+        "deskpilotaccuracydrop",
+        "auto routes are wrong more often: raise the threshold or roll back",
+    ),
+    "accuracy_estimate": ("deskpilotaccuracydrop", "estimated accuracy fell: confirm with the audit sample"),
     "intent_histogram": (
         "deskpilotpredictiondrift",
         "check the label-shift estimate: a real change of mix needs no fix, a model change does",
@@ -71,20 +84,20 @@ MITIGATIONS: dict[str, tuple[str, str]] = {
         "deskpilotpredictiondrift",
         "fewer tickets route automatically: staff the human queue",
     ),
-    "label_shift": (
-        "deskpilotlabelshift",
-        "the intent mix changed: rebalance queues; recalibrate if accuracy drops",
-    ),
-    "accuracy_feedback": (
-        "deskpilotaccuracydrop",
-        "verdicts say accuracy fell: deskpilot rollback, or retrain from feedback and shadow it",
-    ),
-    "accuracy_estimate": ("deskpilotaccuracydrop", "estimated accuracy fell: confirm with the audit sample"),
-    "accuracy_audit_sample": (
-        "deskpilotaccuracydrop",
-        "auto routes are wrong more often: raise the threshold or roll back",
-    ),
 }
+
+
+def mitigation(fired: list[str]) -> list[dict[str, str]]:
+    """What the runbook says to do first, most specific signal first, one step per runbook section: the
+    cause-naming signals (input drift, label shift, verdicts) before the symptoms they bring along."""
+    steps: list[dict[str, str]] = []
+    sections: set[str] = set()
+    for signal in sorted((s for s in fired if s in MITIGATIONS), key=list(MITIGATIONS).index):
+        section, action = MITIGATIONS[signal]
+        if section not in sections:
+            sections.add(section)
+            steps.append({"signal": signal, "runbook": f"docs/runbook.md#{section}", "do": action})
+    return steps
 
 
 @dataclass(frozen=True)
@@ -118,11 +131,7 @@ class ScenarioOutcome:
             "detected_after_decisions": self.detected_after,
             "fired": self.fired,
             "fired_per_window": self.windows,
-            "mitigation": [
-                {"signal": s, "runbook": f"docs/runbook.md#{MITIGATIONS[s][0]}", "do": MITIGATIONS[s][1]}
-                for s in self.fired
-                if s in MITIGATIONS
-            ],
+            "mitigation": mitigation(self.fired),
         }
 
 
