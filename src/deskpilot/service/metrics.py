@@ -4,6 +4,9 @@ With several server processes (``deskpilot serve --workers N``) every process wr
 ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, chosen when that variable is set before
 the library is imported) and ``/metrics`` from any process reports the sums over all of them, so a scrape
 does not depend on which worker answers it.
+
+Labelled counters whose label values are known in advance start at 0 for each of them: an alert on
+``increase(...) > 0`` cannot see the first event of a series that appears with it (``deploy/prometheus``).
 """
 
 from __future__ import annotations
@@ -20,11 +23,17 @@ from prometheus_client import (
     values,
 )
 
+from deskpilot.domain import Role
+from deskpilot.service.batcher import SHED_BACKLOG, SHED_DEADLINE, SHED_EVICTED, SHED_QUEUE_FULL
+from deskpilot.store.audit_entry import AuditAction
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.0)
+FALLBACK_REASONS = ("timeout", "error", "unavailable")
+SHED_REASONS = (SHED_QUEUE_FULL, SHED_EVICTED, SHED_BACKLOG, SHED_DEADLINE)
 
 
 class ServiceMetrics:
@@ -123,6 +132,30 @@ class ServiceMetrics:
             ["reason"],
             registry=r,
         )
+        self.audit_write_failures = Counter(
+            "deskpilot_audit_write_failures_total",
+            "Actions done without their audit entry: the store refused it, or was unreachable for an action "
+            "that cannot be queued.",
+            ["action"],
+            registry=r,
+        )
+        self.audit_pending = Gauge(
+            "deskpilot_audit_pending_entries",
+            "Audit entries queued in the home's pending file until the store is reachable again.",
+            registry=r,
+            multiprocess_mode="livemostrecent",  # every worker reads the same file: the latest count wins
+        )
+        self._start_known_series()
+
+    def _start_known_series(self) -> None:
+        for reason in FALLBACK_REASONS:
+            self.fallbacks.labels(reason)
+        for reason in SHED_REASONS:
+            self.shed.labels(reason)
+        for role in Role:
+            self.model_load_failures.labels(str(role))
+        for action in AuditAction:
+            self.audit_write_failures.labels(str(action))
 
     def observe_batch(self, role: str, size: int, seconds: float) -> None:
         self.batch_size.labels(role).observe(size)

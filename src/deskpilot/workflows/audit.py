@@ -92,6 +92,15 @@ class PendingEntries:
             handle.seek(0)
             return sum(1 for line in handle if line.strip())
 
+    def peek(self) -> int:
+        """:meth:`count` without the lock, for the service's gauge: it must not wait while another process
+        drains the file into a slow store (a line still being written is not counted)."""
+        try:
+            with self.path.open(encoding="utf-8") as handle:
+                return sum(1 for line in handle if line.endswith("\n") and line.strip())
+        except FileNotFoundError:
+            return 0
+
     def drain(self, log: AuditLog) -> int:
         """Append every queued entry to ``log``, oldest first; the file keeps what was not written."""
         if not self.path.exists():
@@ -126,14 +135,17 @@ class AuditRecorder:
         pending: PendingEntries | None = None,
         actor: str | None = None,
         on_queued: Callable[[AuditReceipt, str], None] | None = None,
+        on_unwritten: Callable[[str], None] | None = None,
     ) -> None:
         """``log`` is either a log the caller keeps open and closes (a server's), or a function that opens
         one for each use, closed right after (a command's). ``on_queued`` hears of each entry queued, with
-        why (a server logs it; a command shows the receipt)."""
+        why (a server logs it; a command shows the receipt). ``on_unwritten`` hears the action of each entry
+        lost, done unaudited (a server counts them without this layer knowing its metrics)."""
         self._log = log
         self.pending = pending
         self.actor = actor or default_actor()
         self._on_queued = on_queued
+        self._on_unwritten = on_unwritten
         self.receipts: list[AuditReceipt] = []
 
     @contextlib.contextmanager
@@ -186,9 +198,9 @@ class AuditRecorder:
                 if self._on_queued is not None:
                     self._on_queued(receipt, error.message)
                 return receipt
-            raise _unwritten(action, target, error) from error
+            raise self._unwritten(action, target, error) from error
         except DeskPilotError as error:  # the store refused, or the audit key is unusable
-            raise _unwritten(action, target, error) from error
+            raise self._unwritten(action, target, error) from error
         return self._keep(AuditReceipt(str(action), target, entry.seq))
 
     def append(
@@ -201,12 +213,15 @@ class AuditRecorder:
         self.receipts.append(receipt)
         return receipt
 
-
-def _unwritten(action: AuditAction, target: str, error: DeskPilotError) -> AuditWriteError:
-    return AuditWriteError(
-        f"the audit entry could not be written: {error.message} ({action} {target} was done all the same)",
-        details={"action": str(action), "target": target, "cause": error.code},
-    )
+    def _unwritten(self, action: AuditAction, target: str, error: DeskPilotError) -> AuditWriteError:
+        """The error for an entry lost, once ``on_unwritten`` has heard of it."""
+        if self._on_unwritten is not None:
+            self._on_unwritten(str(action))
+        return AuditWriteError(
+            f"the audit entry could not be written: {error.message} ({action} {target} was done all the "
+            "same)",
+            details={"action": str(action), "target": target, "cause": error.code},
+        )
 
 
 def audit_seal(settings: Settings, *, create_key: bool) -> ChainSeal:

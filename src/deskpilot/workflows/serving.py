@@ -40,6 +40,7 @@ from deskpilot.workflows.monitor import MonitorTask, start_monitor
 from deskpilot.workflows.retention import RetentionTask, start_retention
 
 SERVICE_ACTOR = "deskpilot-service"
+PENDING_GAUGE_INTERVAL_S = 5.0
 logger = logging.getLogger(__name__)
 
 
@@ -108,6 +109,8 @@ class ServingStack:
         self._own_audit: AuditLog | None = None
         self._retention: RetentionTask | None = None
         self.monitor_task: MonitorTask | None = None
+        self._pending_gauge: asyncio.Task[None] | None = None
+        self.pending_gauge_interval_s = PENDING_GAUGE_INTERVAL_S
 
     @property
     def service(self) -> TriageService:
@@ -126,13 +129,15 @@ class ServingStack:
         audit_log = given.audit or self._own_audit
         assert audit_log is not None
         audit_log.use_seal(audit_seal(settings, create_key=True))  # sign appends, record heads (ADR 0011)
+        pending = PendingEntries(settings.home / PENDING_FILE)
         self._audit = AuditRecorder(
             audit_log,
-            pending=PendingEntries(settings.home / PENDING_FILE),
+            pending=pending,
             actor=SERVICE_ACTOR,
             on_queued=lambda receipt, why: logger.warning(
                 "audit entry queued until the store is reachable: %s (%s)", receipt.describe(), why
             ),
+            on_unwritten=lambda action: self.metrics.audit_write_failures.labels(action).inc(),
         )
         manager = ModelManager(registry, settings.model_name, on_event=self._on_model_event)
         await asyncio.to_thread(manager.refresh)
@@ -172,10 +177,16 @@ class ServingStack:
         self.monitor_task = await start_monitor(
             settings, store, MonitorMetrics(self.metrics.registry), registry
         )
+        self._pending_gauge = asyncio.get_running_loop().create_task(
+            self._gauge_pending(pending), name="deskpilot-audit-pending-gauge"
+        )
 
     async def stop(self) -> None:
         if self.monitor_task is not None:
             await self.monitor_task.stop()
+        if self._pending_gauge is not None:
+            self._pending_gauge.cancel()
+            await asyncio.gather(self._pending_gauge, return_exceptions=True)
         if self._retention is not None:
             await self._retention.stop()
         if self._guard is not None:
@@ -187,6 +198,16 @@ class ServingStack:
         if self._own_audit is not None:
             self._own_audit.close()  # a log the caller handed in is the caller's to close
         self.metrics.process_exited()
+
+    async def _gauge_pending(self, pending: PendingEntries) -> None:
+        """Keep ``deskpilot_audit_pending_entries`` current from the file itself: the other processes of
+        this home (workers, commands) queue and drain it too."""
+        while True:
+            try:
+                self.metrics.audit_pending.set(await asyncio.to_thread(pending.peek))
+            except (OSError, ValueError) as error:
+                logger.warning("cannot count the queued audit entries: %s", error)
+            await asyncio.sleep(self.pending_gauge_interval_s)
 
     def _on_model_event(self, event: str, role: Role, loaded: LoadedModel | None, detail: str) -> None:
         if event == LOAD_FAILED:
