@@ -15,9 +15,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import yaml
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 from deskpilot.cli.main import COMMANDS, load_command
+from deskpilot.monitoring.metrics import MonitorMetrics
+from deskpilot.monitoring.types import SignalName
 from tests.integration.alert_rules import (
     PROMETHEUS_DIR,
     RULE_TESTS_DIR,
@@ -44,33 +47,21 @@ from tests.live_server import free_port
 
 T = TypeVar("T")
 
-#: The gauges and counter the monitor exports (``deskpilot monitor``), with their labels: the contract the
-#: monitor rules are written against.
-MONITOR_METRICS: dict[str, set[str]] = {
-    "deskpilot_monitor_signal_fired": {"signal", "tenant"},
-    "deskpilot_monitor_q_value": {"signal", "tenant"},
-    "deskpilot_monitor_statistic": {"signal", "tenant"},
-    "deskpilot_monitor_window_decisions": {"tenant"},
-    "deskpilot_monitor_estimated_accuracy": {"tenant", "method"},
-    "deskpilot_monitor_reference_accuracy": set(),
-    "deskpilot_monitor_last_run_timestamp_seconds": set(),
-    "deskpilot_monitor_run_failures_total": set(),
-}
-MONITOR_SIGNALS = {
-    "intent_histogram",
-    "confidence",
-    "margin",
-    "auto_route_rate",
-    "domain_classifier",
-    "vocabulary",
-    "text_length",
-    "language",
-    "embedding_mmd",
-    "label_shift",
-    "accuracy_feedback",
-    "accuracy_estimate",
-    "accuracy_audit_sample",
-}
+
+def _monitor_metrics() -> dict[str, set[str]]:
+    """The gauges and counter the monitor exports, with their labels, read off the real MonitorMetrics: the
+    contract the monitor rules are written against."""
+    metrics = MonitorMetrics()
+    found: dict[str, set[str]] = {}
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            suffix = "_total" if value._type == "counter" else ""
+            found[value._name + suffix] = set(value._labelnames)
+    return found
+
+
+MONITOR_METRICS = _monitor_metrics()
+MONITOR_SIGNALS = {str(name) for name in SignalName}
 #: Accuracy signals are alerted on through the estimates of deskpilot_monitor_estimated_accuracy{method}.
 ACCURACY_METHODS = {"feedback", "confidence", "audit_sample", "label_shift_corrected"}
 #: Series Prometheus makes itself, and the labels it adds to every scraped one.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.helpers import BUNDLED_DATA, run_cli
+from tests.helpers import BUNDLED_DATA, REPO_ROOT, run_cli
 
 WINDOW = 300
 SHIFTED_WINDOWS = 2
@@ -45,3 +45,14 @@ def test_every_scenario_is_detected_with_few_false_alarms(tmp_path: Path) -> Non
     assert alarms["windows"] == CLEAN_WINDOWS
     assert alarms["fired"] <= 2, alarms  # at alpha 0.01 per window family; the bench measures the rate
     assert drill["held_out_intent"] not in {"", None}
+
+
+def test_every_mitigation_points_at_a_runbook_section() -> None:
+    from deskpilot.workflows.incident import MITIGATIONS
+
+    headings = {
+        line.removeprefix("## ").strip().lower()
+        for line in (REPO_ROOT / "docs" / "runbook.md").read_text().splitlines()
+        if line.startswith("## ")
+    }
+    assert {section for section, _ in MITIGATIONS.values()} <= headings

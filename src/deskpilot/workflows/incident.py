@@ -63,14 +63,17 @@ MITIGATIONS: dict[str, tuple[str, str]] = {
         "the intent mix changed: rebalance queues; recalibrate if accuracy drops",
     ),
     "accuracy_feedback": (
-        "deskpilotaccuracydrop",
+        "deskpilotaccuracydropfeedback",
         "verdicts say accuracy fell: deskpilot rollback, or retrain from feedback and shadow it",
     ),
     "accuracy_audit_sample": (
-        "deskpilotaccuracydrop",
+        "deskpilotaccuracydropauditsample",
         "auto routes are wrong more often: raise the threshold or roll back",
     ),
-    "accuracy_estimate": ("deskpilotaccuracydrop", "estimated accuracy fell: confirm with the audit sample"),
+    "accuracy_estimate": (
+        "deskpilotaccuracydropconfidenceestimate",
+        "estimated accuracy fell: confirm with the audit sample",
+    ),
     "intent_histogram": (
         "deskpilotpredictiondrift",
         "check the label-shift estimate: a real change of mix needs no fix, a model change does",
