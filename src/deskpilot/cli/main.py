@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "store": ("deskpilot.cli.store_cmds", "app"),
     "audit": ("deskpilot.cli.audit_cmds", "app"),
     "rollout": ("deskpilot.cli.rollout_cmds", "app"),
+    "feedback": ("deskpilot.cli.feedback_cmds", "app"),
+    "retrain": ("deskpilot.cli.feedback_cmds", "retrain"),
 }
 
 
