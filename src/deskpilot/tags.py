@@ -25,5 +25,17 @@ GATE_AT = "deskpilot.gate_at"
 
 ROLLOUT_STATE = "deskpilot.rollout"  # on the registered model: the rollout state as JSON
 
+# A version retrained from feedback (ADR 0014): its parent snapshot and the verdicts it took in.
+FEEDBACK_PARENT = "deskpilot.feedback.parent_digest"
+FEEDBACK_SINCE = "deskpilot.feedback.since"
+FEEDBACK_UNTIL = "deskpilot.feedback.until"
+FEEDBACK_ADDED = "deskpilot.feedback.added_rows"
+FEEDBACK_FLIPPED = "deskpilot.feedback.flipped_rows"
+FEEDBACK_REJECTED = "deskpilot.feedback.rejected"
+# on the registered model: the time of the last verdict a retrain from feedback consumed (ISO, UTC), and
+# that retrain's inputs (the snapshot it trained on, the family, the seed), so a run with nothing new stops
+FEEDBACK_CONSUMED = "deskpilot.feedback.consumed_until"
+FEEDBACK_LAST_INPUTS = "deskpilot.feedback.last_inputs"
+
 GATE_PASS = "pass"
 GATE_FAIL = "fail"

@@ -121,3 +121,13 @@ def test_both_halves_of_a_policy_file_are_checked_with_their_line(tmp_path: Path
     unknown.write_text("rollout:\n  window: 30\n")
     with pytest.raises(PolicyError, match=r"unknown.yaml:2"):
         load_policies(unknown)
+
+
+def test_the_rollout_section_says_whether_a_retrain_from_feedback_goes_to_shadow_by_itself() -> None:
+    from deskpilot.rollout.rules import load_rollout_rules, parse_rollout_rules
+
+    assert load_rollout_rules().retrain_to_shadow is True  # the packaged policy
+    off = parse_rollout_rules("rollout:\n  retrain_to_shadow: false\n", source="p.yaml")
+    assert off.retrain_to_shadow is False
+    with pytest.raises(PolicyError, match=r"p.yaml:2"):
+        parse_rollout_rules("rollout:\n  retrain_to_shadow: maybe\n", source="p.yaml")

@@ -46,6 +46,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("deskpilot.cli.audit_cmds", "app"),
     "rollout": ("deskpilot.cli.rollout_cmds", "app"),
     "monitor": ("deskpilot.cli.monitor_cmds", "monitor"),
+    "feedback": ("deskpilot.cli.feedback_cmds", "app"),
+    "retrain": ("deskpilot.cli.feedback_cmds", "retrain"),
 }
 
 

@@ -3,7 +3,8 @@
 A snapshot's digest is a SHA-256 over its canonical content (column names and the sorted rows), so the same
 data gives the same digest however the source file orders its rows, and any change of a text, a label or an
 extra column gives a new one. Snapshots are written to a temporary folder and renamed into place, so a
-failure never leaves a half-written snapshot behind.
+failure never leaves a half-written snapshot behind. A snapshot derived from another (the feedback loop's:
+the champion's rows plus accepted corrections) records where it came from in ``metadata.lineage``.
 """
 
 from __future__ import annotations
@@ -65,9 +66,13 @@ class SnapshotMetadata:
     dropped_invalid_rows: int
     deskpilot_version: str = __version__
     contract_version: str = CONTRACT_VERSION
+    lineage: dict[str, Any] | None = None  # a derived snapshot's parent and the changes made to it
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["lineage"] is None:
+            del data["lineage"]  # snapshots of a file read as they always did
+        return data
 
 
 @dataclass(frozen=True)
@@ -126,8 +131,13 @@ def canonical_frame(
             continue
         stored_as = f"{column}_original" if column in (TEXT, LABEL) else column
         frame[stored_as] = source[column].map(lambda v: "" if is_missing(v) else str(v)).to_numpy()
+    return canonical_order(frame), counts
+
+
+def canonical_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text, label, then the other columns by name; rows sorted by all of them (the order splits index)."""
     ordered = [TEXT, LABEL, *sorted(c for c in frame.columns if c not in (TEXT, LABEL))]
-    return frame.sort_values(ordered, kind="stable", ignore_index=True)[ordered], counts
+    return frame.sort_values(ordered, kind="stable", ignore_index=True)[ordered]
 
 
 class SnapshotStore:
@@ -142,24 +152,64 @@ class SnapshotStore:
         """Validate-gated, redacted, content-addressed: the same data always lands in the same snapshot."""
         frame, redactions = canonical_frame(table, report, redactor, drop_invalid=drop_invalid)
         digest = content_digest(frame)
-        final = self.root / digest
-        if final.exists():
+        if (self.root / digest).exists():
             return self.get(digest)
         metadata = SnapshotMetadata(
             digest=digest,
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            created_at=_now(),
             source_file=str(table.path),
             source_format=table.format,
             source_sha256=_file_sha256(table.path),
             text_column=report.contract.text_column,
             label_column=str(report.contract.label_column),
             rows=len(frame),
-            label_counts={str(k): int(v) for k, v in frame[LABEL].value_counts().sort_index().items()},
+            label_counts=_label_counts(frame),
             columns=list(frame.columns),
             contract=report.contract.to_dict(),
             redactions=dict(sorted(redactions.items())),
             dropped_invalid_rows=report.n_invalid_rows,
         )
+        return self._write(frame, metadata)
+
+    def derive(
+        self,
+        parent: Snapshot,
+        frame: pd.DataFrame,
+        *,
+        source: str,
+        redactions: dict[str, int],
+        lineage: dict[str, Any],
+    ) -> Snapshot:
+        """A snapshot of ``frame``: the parent's rows changed by the caller, who has redacted and checked
+        every new row. The parent's contract and columns carry over; ``lineage`` says what changed."""
+        if list(frame.columns[:2]) != [TEXT, LABEL] or frame.empty:
+            raise SnapshotError("a derived snapshot needs rows with text and label first")
+        frame = canonical_order(frame)
+        digest = content_digest(frame)
+        if (self.root / digest).exists():
+            return self.get(digest)
+        meta = parent.metadata
+        metadata = SnapshotMetadata(
+            digest=digest,
+            created_at=_now(),
+            source_file=source,
+            source_format="derived",
+            source_sha256=parent.digest,  # what it was derived from; no file of its own
+            text_column=meta.text_column,
+            label_column=meta.label_column,
+            rows=len(frame),
+            label_counts=_label_counts(frame),
+            columns=list(frame.columns),
+            contract=meta.contract,
+            redactions=dict(sorted(redactions.items())),
+            dropped_invalid_rows=0,
+            lineage=lineage,
+        )
+        return self._write(frame, metadata)
+
+    def _write(self, frame: pd.DataFrame, metadata: SnapshotMetadata) -> Snapshot:
+        digest = metadata.digest
+        final = self.root / digest
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
@@ -217,6 +267,14 @@ class SnapshotStore:
             return Snapshot(folder, SnapshotMetadata(**raw))
         except (OSError, ValueError, TypeError) as exc:
             raise SnapshotCorruptError(f"snapshot {folder.name[:12]} has unreadable metadata: {exc}") from exc
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _label_counts(frame: pd.DataFrame) -> dict[str, int]:
+    return {str(k): int(v) for k, v in frame[LABEL].value_counts().sort_index().items()}
 
 
 def _file_sha256(path: Path) -> str:

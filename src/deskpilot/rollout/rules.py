@@ -15,6 +15,7 @@ rollout:
   alpha: 0.05
   ramp: [5, 25, 50, 100]    # optional canary ramp (percent); each step after every rule held for hold_s
   hold_s: 300
+  retrain_to_shadow: true   # a version retrained from feedback that passes its gate goes to shadow itself
 ```
 
 A verdict is a claim one tenant makes, so the feedback rule is built to survive a tenant making false ones
@@ -82,6 +83,7 @@ class RolloutRules:
     alpha: float = 0.05
     ramp: tuple[float, ...] = field(default_factory=tuple)
     hold_s: float = 300.0
+    retrain_to_shadow: bool = True
 
 
 def load_rollout_rules(path: Path | None = None) -> RolloutRules:
@@ -101,10 +103,12 @@ def parse_rollout_rules(text: str, *, source: str) -> RolloutRules:
 
 class _RulesReader(YamlReader):
     def rules(self, node: Node) -> RolloutRules:
-        allowed = {*_NUMBERS, *_COUNTS, "ramp"}
+        allowed = {*_NUMBERS, *_COUNTS, "ramp", "retrain_to_shadow"}
         values: dict[str, Any] = {}
         for key, value_node in self.mapping(node, SECTION, allowed=allowed).items():
-            if key in _COUNTS:
+            if key == "retrain_to_shadow":
+                values[key] = self.boolean(value_node, f"rollout.{key}")
+            elif key in _COUNTS:
                 values[key] = self.integer(value_node, f"rollout.{key}", minimum=_COUNTS[key])
             elif key == "ramp":
                 steps = [

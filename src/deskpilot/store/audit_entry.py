@@ -33,6 +33,7 @@ class AuditAction(StrEnum):
     AUDIT_KEY_ROTATE = "audit_key_rotate"  # a new audit key signs from this entry on
     STORE_PURGE = "store_purge"  # decisions, feedback and shadow answers older than a date deleted
     STORE_ERASE = "store_erase"  # one ticket's records deleted (the entry keeps a keyed hash, no id)
+    RETRAIN = "retrain"  # a version retrained from feedback: parent snapshot, feedback range, guard counts
 
 
 PROMOTIONS = frozenset({AuditAction.PROMOTE, AuditAction.FORCE_PROMOTE})

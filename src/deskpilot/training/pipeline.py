@@ -2,7 +2,9 @@
 
 The gate compares the new version with the current champion on the new version's validation split. When the
 champion was trained on another snapshot or split, some of those rows may be in its training data; that can
-only flatter the champion, so the comparison errs on the side of keeping it (recorded in the decision).
+only flatter the champion, so the comparison errs on the side of keeping it (recorded in the decision). A
+version trained on a split that keeps the champion's sides (the feedback loop's, see ADR 0014) is compared on
+rows neither model trained on, and the decision says so (``comparison_unseen_by_both``).
 Aliases follow the outcome: a first version that passes becomes ``champion``; a later one that passes becomes
 ``challenger`` (promotion goes through rollout); a version that fails gets no alias.
 """
@@ -46,6 +48,7 @@ class RegisteredRun:
     evaluation: Evaluation
     decision: GateDecision
     alias: str | None  # champion, challenger, or None when the gate failed
+    champion_evaluation: Evaluation | None = None  # the champion on the same rows, when there is one
 
     @property
     def became_champion(self) -> bool:
@@ -144,6 +147,7 @@ def train_and_register(
         evaluation=evaluation,
         decision=decision,
         alias=alias,
+        champion_evaluation=champion_eval,
     )
 
 
@@ -175,8 +179,19 @@ def _run_record(
     )
 
 
+SPLIT_KEYS = ("dataset_digest", "seed", "validation_fraction", "split")
+
+
+def split_identity(lineage: dict[str, Any]) -> dict[str, Any]:
+    """What names a model's split: its snapshot, seed, fraction and (for a preset split) the split's note."""
+    return {key: lineage.get(key) for key in SPLIT_KEYS}
+
+
 def _split_note(champion: TriageModel, challenger: TriageModel) -> dict[str, Any]:
-    """Whether the champion was trained on the same split, so its validation rows are unseen by it too."""
-    keys = ("dataset_digest", "seed", "validation_fraction")
-    same = all(champion.manifest.lineage.get(k) == challenger.manifest.lineage.get(k) for k in keys)
-    return {"same_split_as_challenger": same}
+    """Whether the champion's training rows stay out of the comparison: the same split as the challenger,
+    or a challenger split that kept the champion's sides (its note names the champion's split as parent)."""
+    ours, theirs = champion.manifest.lineage, challenger.manifest.lineage
+    same = split_identity(ours) == split_identity(theirs)
+    note = theirs.get("split")
+    kept = isinstance(note, dict) and note.get("parent") == split_identity(ours)
+    return {"same_split_as_challenger": same, "comparison_unseen_by_both": same or kept}

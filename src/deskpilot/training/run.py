@@ -1,7 +1,9 @@
 """Train one model family on a snapshot and measure it on the snapshot's validation split.
 
 The split is a pure function of (snapshot digest, seed); so are the seeds of every random step here, so the
-same data, seed and configuration give the same validation metrics.
+same data, seed and configuration give the same validation metrics. A caller may hand over a split it made
+itself (:class:`PresetSplit`: the feedback loop keeps the champion's sides so that the gate compares on rows
+neither model trained on); its note is recorded in the lineage as ``split``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
+class PresetSplit:
+    """A split decided by the caller, and how it was made (a JSON-safe note kept in the lineage)."""
+
+    split: Split
+    note: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     family: str
     seed: int = 0
@@ -36,6 +46,7 @@ class TrainingConfig:
     target_precision: float = DEFAULT_TARGET_PRECISION
     params: dict[str, Any] = field(default_factory=dict)
     cache_dir: Path | None = None  # where exported encoders are cached; not a hyperparameter
+    split: PresetSplit | None = field(default=None, compare=False, repr=False)  # None: seeded split
 
 
 @dataclass(frozen=True)
@@ -65,9 +76,12 @@ def train_on_snapshot(
     random.seed(config.seed)
     np.random.seed(config.seed)  # third-party code may still draw from the global generator
     frame = snapshot.frame
-    split = split_frame(
-        frame, digest=snapshot.digest, seed=config.seed, validation_fraction=config.validation_fraction
-    )
+    if config.split is None:
+        split = split_frame(
+            frame, digest=snapshot.digest, seed=config.seed, validation_fraction=config.validation_fraction
+        )
+    else:
+        split = checked_split(config.split.split, snapshot)
     train_texts = frame[TEXT].iloc[split.train].tolist()
     train_labels = frame[LABEL].iloc[split.train].tolist()
     val_texts = frame[TEXT].iloc[split.validation].tolist()
@@ -97,6 +111,8 @@ def train_on_snapshot(
         "validation_rows": int(split.validation.size),
         "params": model.get_params(),
     }
+    if config.split is not None:
+        lineage["split"] = config.split.note
     say("profile the reference data for the monitor")
     reference = build_profile(
         classes=classes,
@@ -113,3 +129,20 @@ def train_on_snapshot(
         model, routing, lineage=lineage, metrics=metrics, reference=reference.to_dict()
     )
     return TrainingResult(model=triage, metrics=metrics, split=split, fit_seconds=fit_seconds)
+
+
+def checked_split(split: Split, snapshot: Snapshot) -> Split:
+    """``split`` when it is one of this snapshot: every row on exactly one side, both sides non-empty."""
+    rows = len(snapshot.frame)
+    if split.digest != snapshot.digest:
+        raise TrainingError(
+            f"the split given is of snapshot {split.digest[:12]}, not of {snapshot.digest[:12]}"
+        )
+    sides = np.concatenate([split.train, split.validation])
+    if split.train.size == 0 or split.validation.size == 0:
+        raise TrainingError("a preset split needs rows on both sides (train and validation)")
+    if sides.size != rows or np.unique(sides).size != rows or sides.min() < 0 or sides.max() >= rows:
+        raise TrainingError(
+            f"the split given does not put each of the snapshot's {rows:,} rows on exactly one side"
+        )
+    return split
