@@ -246,9 +246,11 @@ def test_a_tenant_flooding_contradicting_labels_is_rejected_and_capped_and_repor
     assert report["guard"]["flipped_rows"] == 0
     mallory = next(t for t in report["tenants"] if t["tenant"] == "mallory")
     assert mallory["verdicts"] == 132
-    # alone against 59 honest rows, mallory keeps a <= 0.5 * (59 + a): 59 of its 120 new rows
-    assert (mallory["accepted"], mallory["share"], mallory["dropped_by_cap"]) == (59, 0.5, 61)
-    assert rejected["tenant_cap"] == {"groups": 61, "verdicts": 61}
+    # 62 flood rows relabel what the champion routed automatically, unasked: the model is the other side
+    assert rejected["overrides_model"] == {"groups": 62, "verdicts": 62}
+    # the 58 left are under the share cap against 59 honest rows (a <= 0.5 * (59 + a)), so none is dropped
+    assert (mallory["accepted"], mallory["share"], mallory["dropped_by_cap"]) == (58, 0.4957, 0)
+    assert "tenant_cap" not in rejected
     balance = {row["label"]: row for row in report["class_balance"]["labels"]}
     assert balance[target]["shift_pp"] > 15  # what is left of the flood still shows, and is called out
     assert report["warnings"] == [
@@ -257,7 +259,8 @@ def test_a_tenant_flooding_contradicting_labels_is_rejected_and_capped_and_repor
     ]
     markdown = (report_dir / "feedback_report.md").read_text()
     assert "| contradicts_snapshot | 12 | 12 |" in markdown
-    assert "| mallory | 132 | 59 | 50.0% | 61 |" in markdown
+    assert "| mallory | 132 | 58 | 49.6% | 0 |" in markdown
+    assert "| overrides_model | 62 | 62 |" in markdown
     assert f"- **warning**: {target} moves from 16.7%" in markdown
     assert build_registry(loop.settings).versions(MODEL) == before  # a dry run writes nothing
     assert len(SnapshotStore(loop.settings.snapshot_dir).all()) == snapshots

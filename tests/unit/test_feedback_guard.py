@@ -15,13 +15,21 @@ from deskpilot.errors import UsageError
 from deskpilot.store.base import OTHER_INTENT
 from deskpilot.workflows.feedback.guard import GuardOptions, GuardResult, Reason, apply_guard
 from deskpilot.workflows.feedback.report import class_balance
-from deskpilot.workflows.feedback.verdicts import AUTO_CORRECTION, Reading, Verdict
+from deskpilot.workflows.feedback.verdicts import AUDIT_SAMPLE, AUTO_CORRECTION, HUMAN_ROUTE, Reading, Verdict
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 KNOWN = frozenset({"card_arrival", "lost_card", "top_up"})
 
 
-def verdict(tenant: str, text: str, label: str, minute: int = 0, predicted: str = "top_up") -> Verdict:
+def verdict(
+    tenant: str,
+    text: str,
+    label: str,
+    minute: int = 0,
+    predicted: str = "top_up",
+    *,
+    reviewer: str = HUMAN_ROUTE,
+) -> Verdict:
     return Verdict(
         tenant=tenant,
         request_id=f"{tenant}-{text}-{minute}",
@@ -29,9 +37,9 @@ def verdict(tenant: str, text: str, label: str, minute: int = 0, predicted: str 
         key=" ".join(text.casefold().split()),
         label=label,
         predicted=predicted,
-        confidence=0.5,
-        route="human",
-        reviewer=AUTO_CORRECTION,
+        confidence=0.5 if reviewer == HUMAN_ROUTE else 0.97,
+        route="human" if reviewer == HUMAN_ROUTE else "auto",
+        reviewer=reviewer,
         model_name="m",
         model_version="1",
         decided_at=T0 + timedelta(minutes=minute),
@@ -226,3 +234,22 @@ def test_class_balance_reports_shares_shifts_and_total_variation() -> None:
     }
     assert rows["a"]["shift_pp"] == -10.0
     assert balance["total_variation"] == 0.2
+
+
+def test_overturning_confident_auto_routes_unasked_needs_min_agreement_tenants() -> None:
+    """One tenant relabelling what the model routed automatically, without an audit-sample request, is the
+    cheapest poisoning there is: the model counts as the other side."""
+    alone = guard([verdict("mallory", "new text", "lost_card", 1, reviewer=AUTO_CORRECTION)])
+    assert not alone.accepted
+    assert [r.reason for r in alone.rejected] == [Reason.OVERRIDES_MODEL]
+    asked = guard([verdict("acme", "new text", "lost_card", 1, reviewer=AUDIT_SAMPLE)])
+    assert [c.key for c in asked.accepted] == ["new text"]
+    confirmed = guard(
+        [
+            verdict("acme", "new text", "lost_card", 1, reviewer=AUTO_CORRECTION),
+            verdict("globex", "new text", "lost_card", 2, reviewer=AUTO_CORRECTION),
+        ]
+    )
+    assert [c.key for c in confirmed.accepted] == ["new text"]
+    agreeing = guard([verdict("acme", "new text", "top_up", 1, reviewer=AUTO_CORRECTION)])
+    assert not agreeing.rejected or agreeing.rejected[0].reason is not Reason.OVERRIDES_MODEL

@@ -8,7 +8,9 @@ in order, all deterministic (ties fall to the earlier verdict, then to the text)
    the snapshot already has the text with that label. A label that contradicts the snapshot's own label
    for the text, or other verdicts on it, is accepted only when ``min_agreement`` distinct tenants gave it
    and no contrary label has that much support; it then flips the snapshot's label (or settles a new
-   text). Verdicts saying no intent fits, or naming a label the snapshot does not have, never train.
+   text). A label that only overturns confident auto routes, with no audit-sample request behind it, is
+   contested by the model itself and needs ``min_agreement`` tenants too. Verdicts saying no intent fits,
+   or naming a label the snapshot does not have, never train.
 2. **per-intent cap** (optional): at most ``max_per_intent`` accepted changes per intent, earliest first.
 3. **per-tenant share**: no tenant contributes more than ``max_tenant_share`` of the accepted changes. A
    change counts 1/k towards each of the k tenants who gave it, and only changes a single tenant vouches
@@ -27,7 +29,7 @@ from fractions import Fraction
 from typing import Any
 
 from deskpilot.errors import UsageError
-from deskpilot.workflows.feedback.verdicts import Verdict, VerdictGroup
+from deskpilot.workflows.feedback.verdicts import AUTO_CORRECTION, Verdict, VerdictGroup
 
 
 class Reason(StrEnum):
@@ -39,6 +41,7 @@ class Reason(StrEnum):
     CONTRADICTS_SNAPSHOT = "contradicts_snapshot"  # too few tenants to overturn the snapshot's label
     CONFLICTING_VERDICTS = "conflicting_verdicts"  # too few tenants to settle a text they disagree on
     UNRESOLVED_CONFLICT = "unresolved_conflict"  # contrary labels both have enough tenants
+    OVERRIDES_MODEL = "overrides_model"  # too few tenants overturn a confident auto route unasked
     INTENT_CAP = "intent_cap"
     TENANT_CAP = "tenant_cap"
 
@@ -181,6 +184,15 @@ def _judge(
             refused.append(Rejection(group, Reason.UNKNOWN_LABEL, f"the snapshot has no rows of {label!r}"))
         elif label in snapshot:
             refused.append(Rejection(group, Reason.AGREES_WITH_SNAPSHOT, "the snapshot has this label"))
+        elif not rivals and _unasked_override(group) and support[label] < need:
+            refused.append(
+                Rejection(
+                    group,
+                    Reason.OVERRIDES_MODEL,
+                    f"{support[label]} tenant(s) overturn confident auto routes to "
+                    f"{group.latest.predicted!r} unasked (no audit sample); that needs {need}",
+                )
+            )
         elif not rivals:
             change = Change(group)
         elif support[label] < need:
@@ -199,6 +211,12 @@ def _judge(
         else:
             change = Change(group, previous=tuple(sorted(snapshot)))
     return change, refused
+
+
+def _unasked_override(group: VerdictGroup) -> bool:
+    """Every verdict of the group corrects an auto route nobody asked a person to check: the model was
+    confident, so one tenant's say-so against it is the cheapest way to teach it a wrong label."""
+    return all(verdict.reviewer == AUTO_CORRECTION and verdict.corrected for verdict in group.verdicts)
 
 
 def _cap_intents(changes: list[Change], cap: int | None) -> tuple[list[Change], list[Rejection]]:
