@@ -101,6 +101,9 @@ def incident(
     held_out_intent: Annotated[
         str | None, typer.Option("--held-out-intent", help="The intent kept out of training (the new one).")
     ] = None,
+    family: Annotated[
+        str, typer.Option("--family", help="Model family of the champion (embed adds the MMD test).")
+    ] = "tfidf",
     json_output: JsonOpt = False,
 ) -> None:
     """Replay clean traffic, then template, truncation, new-intent and intent-mix changes through a champion
@@ -117,6 +120,7 @@ def incident(
         clean_windows=clean_windows,
         shifted_windows=shifted_windows,
         held_out_intent=held_out_intent,
+        family=family,
     )
     progress = None if json_output else (lambda text: typer.echo(f"  · {text}"))
     with reported_errors(as_json=json_output):
