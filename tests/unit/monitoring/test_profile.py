@@ -72,3 +72,51 @@ def test_profile_round_trips_and_reads_profiles_without_the_new_fields(desk: Des
     older = ReferenceProfile.from_dict(payload)
     assert older.unseen_rate is None
     assert older.vocabulary_texts == 0
+
+
+def test_a_confident_model_s_confidence_is_kept_at_full_precision() -> None:
+    """Values piled just under 1.0 must survive the profile's JSON as they are: rounded, every reference
+    value fell below the served ones and the KS tests fired on unchanged traffic (5 of 5 clean windows of
+    an encoder champion in the incident drill)."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from deskpilot.monitoring.signals.prediction import confidence_signal, margin_signal
+    from deskpilot.monitoring.types import Window
+
+    rng = np.random.default_rng(3)
+
+    def confident(n: int) -> np.ndarray:
+        logits = rng.normal(size=(n, 4))
+        logits[:, 0] += 16.0  # a confidence of 1 - O(1e-7)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+
+    labels = ["a"] * 400
+    profile = build_profile(
+        classes=["a", "b", "c", "d"],
+        routing_threshold=0.9,
+        validation_labels=labels,
+        validation_probs=confident(400),
+        texts=[f"text {i}" for i in range(400)],
+    )
+    profile = ReferenceProfile.from_dict(profile.to_dict())  # through the JSON it is stored as
+    served = np.sort(confident(300), axis=1)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    window = Window(
+        tenant=None,
+        start=now,
+        end=now,
+        texts=["x"] * 300,
+        intents=["a"] * 300,
+        confidence=served[:, -1],
+        margin=served[:, -1] - served[:, -2],
+        auto=np.ones(300, dtype=bool),
+        review_sample=np.zeros(300, dtype=bool),
+        correct_intent=[None] * 300,
+    )
+    for signal in (confidence_signal(profile, window), margin_signal(profile, window)):
+        assert signal.p_value is not None
+        assert signal.p_value > 0.01, signal
+    rounded = replace(profile, confidence=[round(v, 6) for v in profile.confidence])
+    assert (confidence_signal(rounded, window).p_value or 1.0) < 1e-6  # what the rounding did
