@@ -172,6 +172,7 @@ def test_a_template_wrapper_fires_input_drift_with_its_words(
     [
         (("--since", "yesterday"), "not an ISO-8601"),
         (("--window", "5 parsecs"), "give a duration"),
+        (("--last", "1h", "--since", "2026-12-01T10:00"), "give one"),
         (("--since", "2026-12-01T10:00", "--until", "2026-12-01T09:00"), "end after it starts"),
     ],
 )

@@ -29,6 +29,12 @@ def monitor(
     until: Annotated[
         str | None, typer.Option("--until", help="End of the range, ISO-8601, exclusive [default: now].")
     ] = None,
+    last: Annotated[
+        str | None,
+        typer.Option(
+            "--last", help="The range is the last DURATION before --until (1h, 30m, 1d); for cron jobs."
+        ),
+    ] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's decisions.")] = None,
     json_output: JsonOpt = False,
     report: Annotated[
@@ -77,9 +83,14 @@ def monitor(
     settings = state(ctx).settings
     with reported_errors(as_json=json_output):
         every, count = parse_window(window)
+        start, end = parse_time(since, "--since"), parse_time(until, "--until")
+        if last is not None:
+            if start is not None:
+                raise UsageError("--last and --since both set where the range starts: give one")
+            start = (end or datetime.now(UTC)) - parse_duration(last, "--last")
         request = monitoring.MonitorRequest(
-            since=parse_time(since, "--since"),
-            until=parse_time(until, "--until"),
+            since=start,
+            until=end,
             tenant=tenant,
             model_uri=model,
             every=every,
@@ -127,7 +138,12 @@ def parse_window(text: str | None) -> tuple[timedelta | None, int | None]:
         if int(value) < 1:
             raise UsageError("--window: a count window needs at least one decision")
         return None, int(value)
-    match = _DURATION.match(value)
+    return parse_duration(value, "--window", or_count=True), None
+
+
+def parse_duration(text: str, option: str, *, or_count: bool = False) -> timedelta:
+    match = _DURATION.match(text.strip())
     if match is None or float(match[1]) <= 0:
-        raise UsageError(f"--window {text!r}: give a duration (30m, 1h, 1d) or a number of decisions (5000)")
-    return timedelta(**{_UNITS[match[2]]: float(match[1])}), None
+        wanted = "a duration (30m, 1h, 1d)" + (" or a number of decisions (5000)" if or_count else "")
+        raise UsageError(f"{option} {text!r}: give {wanted}")
+    return timedelta(**{_UNITS[match[2]]: float(match[1])})
