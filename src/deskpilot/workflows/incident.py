@@ -14,7 +14,6 @@ clean windows in which any signal fired, with its Wilson interval.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -270,6 +269,7 @@ class _Replay:
     ) -> None:
         self.store, self.model, self.profile, self.request, self.say = store, model, profile, request, say
         self.clock = datetime(2026, 1, 1, tzinfo=UTC)
+        self.sequence = 0
         self.results: list[MonitorResult] = []
         classifier = model.classifier
         self.embedder = classifier if isinstance(classifier, Embedder) else None
@@ -283,7 +283,8 @@ class _Replay:
         for i, (text, truth, prediction) in enumerate(
             zip(traffic.texts, traffic.intents, predictions, strict=True)
         ):
-            request_id = uuid.uuid4().hex
+            self.sequence += 1
+            request_id = f"drill-{self.sequence:08d}"  # deterministic, so the audit sample is too
             route = self.model.route_for(prediction.confidence)
             review = route is Route.AUTO and in_review_sample(request_id, self.request.review_sample_rate)
             records.append(
