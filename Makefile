@@ -61,6 +61,8 @@ bench: $(VENV)/.installed-dev
 	$(PIP) install -e '.[dev,bench]'
 	$(PY) bench/validate_bench.py
 	$(PY) bench/pii_bench.py
+	$(PY) bench/monitor_bench.py
+	$(PY) bench/drift_bench.py
 
 clean:
 	rm -rf $(VENV) .deskpilot .mypy_cache .ruff_cache .pytest_cache
