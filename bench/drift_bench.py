@@ -66,6 +66,7 @@ class Outcome:
     score: float  # AUC for every side
     p_value: float | None
     seconds: float
+    cpu_seconds: float = 0.0  # CPU time of the process (all threads): what the machine paid
 
 
 # -- DeskPilot -----------------------------------------------------------------------------------------
@@ -120,11 +121,11 @@ def deskpilot_detector(alpha: float, seed: int) -> Detector:
         # reference side is encoded on the first window (the warm-up) and reused
         profile = profiles.setdefault(id(reference), reference_profile(reference))
         window = as_window(current)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         signal = domain_classifier_signal(profile, window, seed=seed)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         p = signal.p_value
-        return Outcome(p is not None and p <= alpha, float(signal.statistic), p, seconds)
+        return Outcome(p is not None and p <= alpha, float(signal.statistic), p, seconds, cpu)
 
     return detect
 
@@ -141,20 +142,20 @@ def evidently_detector(method: str | None, threshold: float | None) -> Detector:
     def detect(reference: list[str], current: list[str]) -> Outcome:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SGDClassifier's ConvergenceWarning on every call
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             ref = Dataset.from_pandas(pd.DataFrame({"text": reference}), data_definition=definition)
             cur = Dataset.from_pandas(pd.DataFrame({"text": current}), data_definition=definition)
             report = Report(
                 [ValueDrift(column="text", method=method, threshold=threshold)], include_tests=True
             )
             snapshot = report.run(current_data=cur, reference_data=ref)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         payload = snapshot.dict()
         (test,) = payload["tests"]
         (metric,) = payload["metrics"]
         status = test["status"]  # a TestStatus enum in the snapshot's dict
         failed = str(getattr(status, "value", status)).upper() == "FAIL"
-        return Outcome(failed, float(metric["value"]), None, seconds)
+        return Outcome(failed, float(metric["value"]), None, seconds, cpu)
 
     return detect
 
@@ -237,9 +238,16 @@ def print_tables(
     medians = {side: float(np.median([row[side]["seconds"] for row in rows])) for side in sides}
     print("| seconds per window, mean over all | " + " | ".join(f"{seconds[s]:.3f}" for s in sides) + " |")
     print("| seconds per window, median | " + " | ".join(f"{medians[s]:.3f}" for s in sides) + " |")
+    cpu = {side: float(np.mean([row[side]["cpu_seconds"] for row in rows])) for side in sides}
+    print("| CPU seconds per window, mean | " + " | ".join(f"{cpu[s]:.4f}" for s in sides) + " |")
     print(
         "| mean seconds, theirs / ours (above 1: DeskPilot faster) | "
         + " | ".join("1" if s == ours else f"{seconds[s] / seconds[ours]:.2f}x" for s in sides)
+        + " |"
+    )
+    print(
+        "| mean CPU seconds, theirs / ours | "
+        + " | ".join("1" if s == ours else f"{cpu[s] / cpu[ours]:.2f}x" for s in sides)
         + " |"
     )
     clean = summary.get(CLEAN, {})

@@ -7,7 +7,7 @@ what changed.
 The classifier is naive Bayes on word presence, scored out of fold: its fit is two counts per feature, so a
 window costs little more than reading its texts. The reference side (the profile's sample) is tokenized and
 counted once per profile and reused for every window and tenant of a run. Folds come from a hash of each
-text's tokens, so equal texts always share a fold: real traffic repeats itself, and a copy learned in one
+lower-cased text, so equal texts always share a fold: real traffic repeats itself, and a copy learned in one
 fold and scored in the other would make two identical distributions look different.
 """
 
@@ -91,7 +91,7 @@ def _encode(texts: Sequence[str], vocabulary: dict[str, int], names: list[str]) 
         row = tokens + _shape(text, lowered, tokens)
         features += row
         lengths.append(len(row))
-        folds.append(zlib.crc32(" ".join(tokens).encode()) % FOLDS)
+        folds.append(zlib.crc32(lowered.encode()) % FOLDS)
     ids = np.fromiter(map(vocabulary.get, features, repeat(-1)), dtype=np.int64, count=len(features))
     for position in np.flatnonzero(ids < 0):
         feature = features[position]
