@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deskpilot.domain import Route
@@ -80,6 +81,58 @@ def test_scan_can_be_limited_to_one_tenant_and_to_reviewed_decisions(store: Deci
         ("acme", "r-1"),
         ("globex", "r-7"),
     ]
+
+
+def test_monitor_columns_read_a_range_by_id_with_runner_up_and_verdict(store: DecisionStore) -> None:
+    late = decision(0, "globex", request_id="r-late", created_at=T0 + timedelta(minutes=3, microseconds=7))
+    store.write_decisions(
+        [decision(i) for i in range(1, 9)]
+        + [
+            late,  # stored after r-8 but made earlier: storage order, not time order
+            decision(9, alternatives=()),
+            decision(
+                10, "globex", fallback=True, intent="", confidence=0.0, route=Route.HUMAN, alternatives=()
+            ),
+            decision(11, model_version="4", alternatives=(("lost_card", 0.2), ("card_arrival", 0.1))),
+            decision(40),  # at T0 + 40 min: outside the range
+        ]
+    )
+    store.add_feedback("acme", "r-2", "lost_card")
+    store.add_feedback("globex", "r-late", "card_arrival")
+    since, until = T0 + timedelta(minutes=2), T0 + timedelta(minutes=12)
+    columns = store.monitor_columns(since=since, until=until, page=3)
+    assert len(columns) == 11
+    assert columns.text.tolist()[:7] == [f"where is my card {i}" for i in range(2, 9)]
+    assert columns.text.tolist()[7:9] == ["where is my card 0", "where is my card 9"]
+    assert columns.tenant.tolist()[7:9] == ["globex", "acme"]
+    assert columns.runner_up.tolist() == pytest.approx([0.05] * 8 + [0.0, 0.0, 0.2])
+    assert columns.runner_up.dtype == np.float64
+    assert columns.confidence.tolist() == pytest.approx([0.9] * 9 + [0.0, 0.9])
+    assert columns.fallback.tolist() == [False] * 9 + [True, False]
+    assert columns.intent.tolist()[9] == ""
+    assert columns.route.tolist()[8:10] == ["auto", "human"]
+    assert columns.model_version.tolist()[-1] == "4"
+    assert set(columns.model_name.tolist()) == {"deskpilot-triage"}
+    assert columns.review_sample.tolist()[:3] == [False, False, True]
+    verdicts = columns.correct_intent.tolist()
+    assert verdicts[0] == "lost_card"
+    assert verdicts[7] == "card_arrival"
+    assert sum(v is not None for v in verdicts) == 2
+    assert columns.created_at.dtype == np.dtype("datetime64[us]")
+    assert columns.created_at[7] == np.datetime64("2026-11-01T09:03:00.000007")
+    assert columns.created_at[0] == np.datetime64("2026-11-01T09:02:00")
+
+
+def test_monitor_columns_of_one_tenant_and_of_an_empty_range(store: DecisionStore) -> None:
+    store.write_decisions([decision(i) for i in range(5)] + [decision(i, "globex") for i in range(5, 10)])
+    window = {"since": T0, "until": T0 + timedelta(hours=1)}
+    mine = store.monitor_columns(**window, tenant="globex", page=2)
+    assert mine.tenant.tolist() == ["globex"] * 5
+    assert mine.text.tolist() == [f"where is my card {i}" for i in range(5, 10)]
+    empty = store.monitor_columns(since=T0 - timedelta(days=1), until=T0)
+    assert len(empty) == 0
+    assert empty.created_at.dtype == np.dtype("datetime64[us]")
+    assert empty.confidence.dtype == np.float64
 
 
 def test_monitor_runs_come_back_oldest_first_with_their_result(store: DecisionStore) -> None:

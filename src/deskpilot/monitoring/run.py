@@ -33,6 +33,7 @@ class MonitorConfig:
     alpha: float = DEFAULT_ALPHA
     seed: int = 0
     domain_max_texts: int = 5_000
+    text_max_texts: int = text.MAX_TEXTS  # sampled texts of the vocabulary and language signals
     embedding: bool = True  # the MMD test on encoder embeddings, when the model has an encoder
     only: frozenset[SignalName] | None = None  # compute just these (benchmarks, quick checks)
 
@@ -110,9 +111,15 @@ def compute_signals(
                 profile, window, max_texts=config.domain_max_texts, seed=seed
             ),
         ),
-        (SignalName.VOCABULARY, lambda: text.vocabulary_signal(profile, window)),
+        (
+            SignalName.VOCABULARY,
+            lambda: text.vocabulary_signal(profile, window, max_texts=config.text_max_texts, seed=seed),
+        ),
         (SignalName.TEXT_LENGTH, lambda: text.text_length_signal(profile, window)),
-        (SignalName.LANGUAGE, lambda: text.language_signal(profile, window)),
+        (
+            SignalName.LANGUAGE,
+            lambda: text.language_signal(profile, window, max_texts=config.text_max_texts, seed=seed),
+        ),
         (SignalName.EMBEDDING_MMD, lambda: _embedding_signal(profile, window, embedder, config)),
     ]
     signals = [_timed(name, step) for name, step in steps if config.wants(name)]

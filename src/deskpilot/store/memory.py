@@ -9,6 +9,7 @@ from datetime import datetime
 
 from deskpilot.errors import StoreNotFoundError, StoreUnavailableError
 from deskpilot.store.base import MAX_PAGE, DecisionStore, DeletedRows, ReviewedPage, check_page
+from deskpilot.store.columns import MONITOR_PAGE, ColumnsBuilder, DecisionColumns
 from deskpilot.store.records import (
     DecisionRecord,
     FeedbackRecord,
@@ -182,6 +183,28 @@ class InMemoryStore(DecisionStore):
                     break
         return ReviewedPage(rows, last)
 
+    def monitor_columns(
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        tenant: str | None = None,
+        page: int = MONITOR_PAGE,
+    ) -> DecisionColumns:
+        """One pass under the lock (``page`` only shapes the SQL store's reads)."""
+        if page < 1:
+            raise ValueError(f"a page holds at least one row, got {page}")
+        with self._lock:
+            self._check()
+            rows = [
+                _monitor_row(record, self._feedback.get(key))
+                for key, record in self._decisions.items()  # insertion order is id order
+                if since <= record.created_at < until and (tenant is None or record.tenant == tenant)
+            ]
+        builder = ColumnsBuilder()
+        builder.extend(list(zip(*rows, strict=True)))
+        return builder.build()
+
     def add_monitor_run(self, record: MonitorRunRecord) -> int:
         with self._lock:
             self._check()
@@ -231,6 +254,24 @@ class InMemoryStore(DecisionStore):
         for shadow_key in shadow:
             del self._shadow[shadow_key]
         return DeletedRows(len(keys), len(feedback), len(shadow))
+
+
+def _monitor_row(record: DecisionRecord, verdict: FeedbackRecord | None) -> tuple[object, ...]:
+    """A decision's values in the order of :data:`~deskpilot.store.columns.COLUMN_ORDER`."""
+    return (
+        record.tenant,
+        record.model_name,
+        record.model_version,
+        record.fallback,
+        record.intent,
+        record.confidence,
+        record.alternatives[0][1] if record.alternatives else 0.0,
+        record.route.value,
+        record.review_sample,
+        record.created_at,
+        record.text,
+        None if verdict is None else verdict.correct_intent,
+    )
 
 
 def _pair(decision: DecisionRecord, shadow: ShadowRecord, verdict: FeedbackRecord | None) -> ShadowPair:

@@ -14,6 +14,7 @@ from deskpilot.domain import Route
 from deskpilot.errors import StoreNotFoundError
 from deskpilot.store import migrate, sql_reads
 from deskpilot.store.base import MAX_PAGE, DecisionStore, DeletedRows, ReviewedPage, check_page
+from deskpilot.store.columns import MONITOR_PAGE, ColumnsBuilder, DecisionColumns
 from deskpilot.store.engine import make_engine, parse_url, safe_url, sqlite_file_problem, translated
 from deskpilot.store.records import (
     DecisionRecord,
@@ -265,6 +266,27 @@ class SqlStore(DecisionStore):
                 after_id=after_id,
                 limit=limit,
             )
+
+    def monitor_columns(
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        tenant: str | None = None,
+        page: int = MONITOR_PAGE,
+    ) -> DecisionColumns:
+        builder = ColumnsBuilder()
+        after = 0
+        while True:
+            # A connection per page, as scan_reviewed: no read transaction lasts the whole scan.
+            with translated("reading decisions for the monitor", self._url), self._engine.connect() as conn:
+                self._check_schema(conn)
+                columns, after = sql_reads.monitor_page(
+                    conn, since=since, until=until, tenant=tenant, after_id=after, limit=page
+                )
+            builder.extend(columns)
+            if not columns or len(columns[0]) < page:
+                return builder.build()
 
     def add_monitor_run(self, record: MonitorRunRecord) -> int:
         with translated("recording a monitor run", self._url), self._engine.begin() as conn:

@@ -50,6 +50,55 @@ def reviewed_page(
     return ReviewedPage(found, rows[-1].id if rows else after_id)
 
 
+def monitor_page(
+    conn: Connection,
+    *,
+    since: datetime,
+    until: datetime,
+    tenant: str | None,
+    after_id: int,
+    limit: int,
+) -> tuple[list[tuple[Any, ...]], int]:
+    """One keyset page of the monitor's columns, transposed: the columns in the order of
+    :data:`~deskpilot.store.columns.COLUMN_ORDER` (none for an empty page), and the id to continue after.
+
+    The runner-up's confidence comes out of the JSON in SQL, so no ``alternatives`` is decoded in Python.
+    On SQLite ``created_at`` is read as its stored text (naive UTC), which numpy converts in one step,
+    instead of through the UTC type's per-row processing.
+    """
+    if limit < 1:
+        raise ValueError(f"a page holds at least one row, got {limit}")
+    d, f = decisions, feedback
+    created = sa.type_coerce(d.c.created_at, sa.String()) if conn.dialect.name == "sqlite" else d.c.created_at
+    runner_up = sa.func.coalesce(d.c.alternatives[(0, "confidence")].as_float(), 0.0)
+    query = (
+        sa.select(
+            d.c.id,
+            d.c.tenant,
+            d.c.model_name,
+            d.c.model_version,
+            d.c.fallback,
+            d.c.intent,
+            d.c.confidence,
+            runner_up,
+            d.c.route,
+            d.c.review_sample,
+            created,
+            d.c.text,
+            f.c.correct_intent,
+        )
+        .outerjoin(f, sa.and_(f.c.tenant == d.c.tenant, f.c.request_id == d.c.request_id))
+        .where(d.c.id > after_id, d.c.created_at >= since, d.c.created_at < until)
+    )
+    if tenant is not None:
+        query = query.where(d.c.tenant == tenant)
+    rows = conn.execute(query.order_by(d.c.id).limit(limit)).tuples().all()
+    if not rows:
+        return [], after_id
+    ids, *columns = zip(*rows, strict=True)
+    return columns, int(ids[-1])
+
+
 def add_monitor_run(conn: Connection, record: MonitorRunRecord) -> int:
     values = {
         "started_at": record.started_at,
