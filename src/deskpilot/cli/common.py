@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -67,6 +68,20 @@ PiiPatternOpt = Annotated[
     list[str] | None,
     typer.Option("--pii-pattern", help="Extra PII pattern NAME=REGEX, redacted as <NAME>; repeatable."),
 ]
+
+
+def parse_time(text: str | None, option: str) -> datetime | None:
+    """An ISO-8601 option value as an aware time (UTC when it names no zone), or a usage error naming it."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r}: not an ISO-8601 date or time (e.g. 2026-03-01 or 2026-03-01T12:00Z)",
+            details={"option": option, "value": text},
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def emit_json(payload: Any) -> None:

@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from deskpilot.cli.common import JsonOpt, emit_json, fail, reported_errors, say_audited, state
+from deskpilot.cli.common import JsonOpt, emit_json, fail, parse_time, reported_errors, say_audited, state
 from deskpilot.errors import UsageError
-from deskpilot.workflows.feedback.verdicts import parse_time
 
 app = typer.Typer(
     help="Agents' feedback on decisions: export it as a labelled dataset.", no_args_is_help=True

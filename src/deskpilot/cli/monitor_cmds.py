@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from deskpilot.cli.common import EXIT_FAILED, JsonOpt, emit_json, reported_errors, state
+from deskpilot.cli.common import EXIT_FAILED, JsonOpt, emit_json, parse_time, reported_errors, state
 from deskpilot.errors import UsageError
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -117,16 +117,6 @@ def monitor(
             typer.echo(f"report  {outcome.files[0]}, {outcome.files[1]}")
     if result.fired:
         raise typer.Exit(EXIT_FAILED)
-
-
-def parse_time(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{option} {text!r}: not an ISO-8601 date or time (e.g. 2026-03-01T12:00)") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def parse_window(text: str | None) -> tuple[timedelta | None, int | None]:

@@ -8,14 +8,12 @@ the shadow log from the store, so it works from any machine that reaches the dat
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from deskpilot.cli.common import JsonOpt, emit_json, reported_errors, say_audited, state
-from deskpilot.errors import UsageError
+from deskpilot.cli.common import JsonOpt, emit_json, parse_time, reported_errors, say_audited, state
 from deskpilot.rollout.actions import PROMOTION_TARGETS
 from deskpilot.rollout.render import headline_lines
 from deskpilot.rollout.report import MIN_COUNT
@@ -118,7 +116,12 @@ def report(
     settings = state(ctx).settings
     with reported_errors(as_json=json_output):
         outcome = rollout.shadow_report(
-            settings, model=name, version=version, since=_parse_since(since), out=out, min_count=min_count
+            settings,
+            model=name,
+            version=version,
+            since=parse_time(since, "--since"),
+            out=out,
+            min_count=min_count,
         )
     shadow, files = outcome.report, outcome.files
     if json_output:
@@ -129,16 +132,6 @@ def report(
         typer.echo(line)
     if files is not None:
         typer.echo(f"report        {files[0]}, {files[1]}")
-
-
-def _parse_since(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"--since {text!r}: not an ISO-8601 date or time (e.g. 2026-03-01T12:00)") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _render(view: RolloutView) -> str:

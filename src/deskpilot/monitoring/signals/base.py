@@ -8,6 +8,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import ParamSpec
 
+import numpy as np
+from scipy import stats
+
 from deskpilot.monitoring.types import Signal, SignalKind, SignalName
 
 P = ParamSpec("P")
@@ -67,3 +70,30 @@ def timed(func: Callable[P, Signal]) -> Callable[P, Signal]:
         return replace(signal, seconds=round(time.perf_counter() - start, 4))
 
     return wrapper
+
+
+def ks_signal(name: SignalName, kind: SignalKind, reference: np.ndarray, values: np.ndarray) -> Signal:
+    """Two-sample Kolmogorov–Smirnov test of a window's values against the profile's, with the centre and
+    the upper tail of both sides in the detail (what an operator reads first)."""
+    values = values[np.isfinite(values)]
+    if small := too_small(name, kind, len(values), len(reference)):
+        return small
+    if len(reference) == 0:
+        return skipped(name, kind, "profile has no reference values", len(values))
+    result = stats.ks_2samp(values, reference)
+    return Signal(
+        name=name,
+        kind=kind,
+        statistic=float(result.statistic),
+        p_value=float(result.pvalue),
+        n_window=len(values),
+        n_reference=len(reference),
+        detail={
+            "window_mean": round(float(values.mean()), 4),
+            "reference_mean": round(float(reference.mean()), 4),
+            "window_median": round(float(np.median(values)), 4),
+            "reference_median": round(float(np.median(reference)), 4),
+            "window_p90": round(float(np.quantile(values, 0.9)), 4),
+            "reference_p90": round(float(np.quantile(reference, 0.9)), 4),
+        },
+    )

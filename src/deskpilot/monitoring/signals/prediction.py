@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-from scipy import stats
 
 from deskpilot.monitoring.profile import ReferenceProfile
-from deskpilot.monitoring.signals.base import skipped, timed, too_small
+from deskpilot.monitoring.signals.base import ks_signal, skipped, timed, too_small
 from deskpilot.monitoring.signals.stats import (
     homogeneity_test,
     js_distance,
@@ -72,41 +71,24 @@ def intent_histogram_signal(profile: ReferenceProfile, window: Window) -> Signal
     )
 
 
-def _ks_signal(name: SignalName, reference: np.ndarray, window: np.ndarray) -> Signal:
-    kind = SignalKind.PREDICTION
-    window = window[np.isfinite(window)]
-    if small := too_small(name, kind, len(window), len(reference)):
-        return small
-    if len(reference) == 0:
-        return skipped(name, kind, "profile has no reference values", len(window))
-    result = stats.ks_2samp(window, reference)
-    return Signal(
-        name=name,
-        kind=kind,
-        statistic=float(result.statistic),
-        p_value=float(result.pvalue),
-        n_window=len(window),
-        n_reference=len(reference),
-        detail={
-            "window_mean": round(float(window.mean()), 4),
-            "reference_mean": round(float(reference.mean()), 4),
-            "window_median": round(float(np.median(window)), 4),
-            "reference_median": round(float(np.median(reference)), 4),
-        },
-    )
-
-
 @timed
 def confidence_signal(profile: ReferenceProfile, window: Window) -> Signal:
     """Two-sample KS test of the max calibrated confidence (falls first when inputs leave the training
     distribution)."""
-    return _ks_signal(SignalName.CONFIDENCE, profile.confidence_array, np.asarray(window.confidence, float))
+    return ks_signal(
+        SignalName.CONFIDENCE,
+        SignalKind.PREDICTION,
+        profile.confidence_array,
+        np.asarray(window.confidence, float),
+    )
 
 
 @timed
 def margin_signal(profile: ReferenceProfile, window: Window) -> Signal:
     """Two-sample KS test of the top-1 minus top-2 margin (moves when two intents start to be confused)."""
-    return _ks_signal(SignalName.MARGIN, profile.margin_array, np.asarray(window.margin, float))
+    return ks_signal(
+        SignalName.MARGIN, SignalKind.PREDICTION, profile.margin_array, np.asarray(window.margin, float)
+    )
 
 
 @timed

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import stats
 
 from deskpilot.monitoring.profile import ReferenceProfile
-from deskpilot.monitoring.signals.base import skipped, timed, too_small
+from deskpilot.monitoring.signals.base import ks_signal, skipped, timed, too_small
 from deskpilot.monitoring.signals.stats import homogeneity_test, js_distance, top_movers, z_value
 from deskpilot.monitoring.textstats import guess_language, ratio_with_error, tokenize, unseen_counts
 from deskpilot.monitoring.types import Signal, SignalKind, SignalName, Window
@@ -125,28 +125,9 @@ def vocabulary_signal(
 @timed
 def text_length_signal(profile: ReferenceProfile, window: Window) -> Signal:
     """Two-sample KS test of lengths in characters (truncating channels and templates move it)."""
-    name, kind = SignalName.TEXT_LENGTH, SignalKind.INPUT
     reference = np.asarray(profile.text_lengths, dtype=np.float64)
-    if small := too_small(name, kind, len(window), len(reference)):
-        return small
-    if len(reference) == 0:
-        return skipped(name, kind, "profile has no text lengths", len(window))
     lengths = np.asarray([len(text) for text in window.texts], dtype=np.float64)
-    result = stats.ks_2samp(lengths, reference)
-    return Signal(
-        name=name,
-        kind=kind,
-        statistic=float(result.statistic),
-        p_value=float(result.pvalue),
-        n_window=len(window),
-        n_reference=len(reference),
-        detail={
-            "window_median": float(np.median(lengths)),
-            "reference_median": float(np.median(reference)),
-            "window_p90": float(np.quantile(lengths, 0.9)),
-            "reference_p90": float(np.quantile(reference, 0.9)),
-        },
-    )
+    return ks_signal(SignalName.TEXT_LENGTH, SignalKind.INPUT, reference, lengths)
 
 
 @timed

@@ -187,20 +187,6 @@ def _verdict(row: ReviewedDecision, text: str, key: str) -> Verdict:
     )
 
 
-def parse_time(text: str | None, option: str) -> datetime | None:
-    """An ISO-8601 date or time given on the command line, as UTC when it names no zone."""
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(
-            f"{option} {text!r}: not an ISO-8601 date or time (e.g. 2026-03-01 or 2026-03-01T12:00Z)",
-            details={"option": option, "value": text},
-        ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 def check_range(since: datetime | None, until: datetime) -> None:
     if since is not None and since >= until:
         raise UsageError(
