@@ -329,3 +329,20 @@ def test_a_quiet_run_says_so() -> None:
     quiet = replace(result(), windows=[window(None, 10, drift=False)])
     assert headline_lines(quiet)[-1].startswith("verdict        quiet: nothing fired in 1 window(s)")
     assert "## Verdict: quiet" in render_markdown(quiet, [])
+
+
+def test_a_run_without_decisions_says_there_was_nothing_to_test() -> None:
+    from datetime import UTC, datetime
+
+    from deskpilot.monitoring.metrics import MonitorMetrics
+    from deskpilot.monitoring.report import headline_lines
+    from deskpilot.monitoring.result import MonitorResult
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    empty = MonitorResult("m", "3", now, now, now, now, 0.01, [], reference_accuracy=0.9)
+    (verdict,) = headline_lines(empty)
+    assert "nothing to test" in verdict
+    assert "version 3" in verdict
+    metrics = MonitorMetrics()
+    metrics.update(empty)
+    assert metrics.registry.get_sample_value("deskpilot_monitor_window_decisions", {"tenant": "*"}) == 0.0

@@ -107,6 +107,11 @@ def headline_lines(result: MonitorResult) -> list[str]:
 
 
 def verdict_text(result: MonitorResult) -> str:
+    if not result.windows:
+        return (
+            f"nothing to test: no decisions of version {result.model_version} in the range (is the service "
+            "logging decisions, and is this the version that serves?)"
+        )
     fired = sum(len(window.fired) for window in result.windows)
     at = f"alpha {result.alpha:g}, Benjamini–Hochberg over {tests_counted(result)} tests"
     if not fired:
