@@ -92,8 +92,6 @@ class MonitorMetrics:
         """Export the latest window of each scope of ``result``."""
         latest = {window.tenant: window for window in result.windows}
         if None not in latest:  # no decision of the watched version: say so, never keep the last count
-            None not in latest
-        ):  # no decision of the watched version at all: say so, do not keep the last count
             self.window_decisions.labels(ALL_TENANTS).set(0)
         for scope, window in latest.items():
             tenant = ALL_TENANTS if scope is None else scope
