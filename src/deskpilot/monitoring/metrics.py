@@ -16,16 +16,6 @@ from deskpilot.monitoring.result import MonitorResult
 from deskpilot.monitoring.types import SignalName
 
 ALL_TENANTS = "*"
-MONITOR_METRICS = (
-    "deskpilot_monitor_signal_fired",
-    "deskpilot_monitor_q_value",
-    "deskpilot_monitor_statistic",
-    "deskpilot_monitor_window_decisions",
-    "deskpilot_monitor_estimated_accuracy",
-    "deskpilot_monitor_reference_accuracy",
-    "deskpilot_monitor_last_run_timestamp_seconds",
-    "deskpilot_monitor_run_failures_total",
-)
 ACCURACY_METHODS = {
     SignalName.ACCURACY_FEEDBACK: "feedback",
     SignalName.ACCURACY_AUDIT_SAMPLE: "audit_sample",
@@ -35,58 +25,46 @@ ACCURACY_METHODS = {
 class MonitorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        self.fired = Gauge(
+        gauge = self._gauge
+        self.fired = gauge(
             "deskpilot_monitor_signal_fired",
             "1 when the signal fired in the latest monitor window, else 0.",
-            ["signal", "tenant"],
-            registry=r,
-            multiprocess_mode="livemax",
+            ("signal", "tenant"),
         )
-        self.q_value = Gauge(
+        self.q_value = gauge(
             "deskpilot_monitor_q_value",
             "Benjamini-Hochberg adjusted p-value of the signal in the latest window.",
-            ["signal", "tenant"],
-            registry=r,
-            multiprocess_mode="livemax",
+            ("signal", "tenant"),
         )
-        self.statistic = Gauge(
+        self.statistic = gauge(
             "deskpilot_monitor_statistic",
             "The signal's statistic in the latest window (JS distance, KS D, AUC, MMD, TV distance, ...).",
-            ["signal", "tenant"],
-            registry=r,
-            multiprocess_mode="livemax",
+            ("signal", "tenant"),
         )
-        self.window_decisions = Gauge(
+        self.window_decisions = gauge(
             "deskpilot_monitor_window_decisions",
             "Decisions of the watched model in the latest window.",
-            ["tenant"],
-            registry=r,
-            multiprocess_mode="livemax",
+            ("tenant",),
         )
-        self.estimated_accuracy = Gauge(
+        self.estimated_accuracy = gauge(
             "deskpilot_monitor_estimated_accuracy",
             "Accuracy in the latest window: from verdicts (feedback, audit_sample) or estimated without "
             "labels (confidence, label_shift_corrected).",
-            ["tenant", "method"],
-            registry=r,
-            multiprocess_mode="livemax",
+            ("tenant", "method"),
         )
-        self.reference_accuracy = Gauge(
-            "deskpilot_monitor_reference_accuracy",
-            "Validation accuracy of the watched model version.",
-            registry=r,
-            multiprocess_mode="livemax",
+        self.reference_accuracy = gauge(
+            "deskpilot_monitor_reference_accuracy", "Validation accuracy of the watched model version."
         )
-        self.last_run = Gauge(
-            "deskpilot_monitor_last_run_timestamp_seconds",
-            "When the monitor last finished a run (Unix time).",
-            registry=r,
-            multiprocess_mode="livemax",
+        self.last_run = gauge(
+            "deskpilot_monitor_last_run_timestamp_seconds", "When the monitor last finished a run (Unix)."
         )
         self.failures = Counter(
-            "deskpilot_monitor_run_failures_total", "Monitor runs that failed.", registry=r
+            "deskpilot_monitor_run_failures_total", "Monitor runs that failed.", registry=self.registry
         )
+
+    def _gauge(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
+        """A gauge of the latest run: with several server processes, the one that ran it reports it."""
+        return Gauge(name, documentation, labels, registry=self.registry, multiprocess_mode="livemax")
 
     def update(self, result: MonitorResult) -> None:
         """Export the latest window of each scope of ``result``."""

@@ -15,12 +15,10 @@ vocabulary misses the long tail of words.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -28,7 +26,6 @@ import numpy as np
 from deskpilot.errors import ArtifactError
 from deskpilot.monitoring.textstats import guess_language, ratio_with_error, tokenize, unseen_counts
 
-PROFILE_FILE = "reference_profile.json"
 PROFILE_FORMAT = 1
 SAMPLE_TEXTS = 2_000
 VOCABULARY_SIZE = 20_000
@@ -114,21 +111,10 @@ class ReferenceProfile:
                 f"({PROFILE_FORMAT}); upgrade deskpilot"
             )
         embedding = data.pop("embedding", None)
-        return cls(**data, embedding=EmbeddingReference(**embedding) if embedding else None)
-
-    def save(self, directory: Path) -> None:
-        (directory / PROFILE_FILE).write_text(json.dumps(self.to_dict(), separators=(",", ":")))
-
-    @classmethod
-    def load(cls, directory: Path) -> ReferenceProfile | None:
-        """The profile saved with a model artifact, or ``None`` for a version trained before profiles."""
-        path = directory / PROFILE_FILE
-        if not path.exists():
-            return None
         try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ArtifactError(f"{path}: unreadable reference profile: {exc}") from exc
+            return cls(**data, embedding=EmbeddingReference(**embedding) if embedding else None)
+        except TypeError as exc:  # a field missing or unknown: written by another (broken) version
+            raise ArtifactError(f"unreadable reference profile: {exc}") from exc
 
 
 def build_profile(

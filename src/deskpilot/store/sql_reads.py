@@ -6,6 +6,7 @@ primary key (an index every database has), decisions joined to their verdicts.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -100,18 +101,7 @@ def monitor_page(
 
 
 def add_monitor_run(conn: Connection, record: MonitorRunRecord) -> int:
-    values = {
-        "started_at": record.started_at,
-        "finished_at": record.finished_at,
-        "since": record.since,
-        "until": record.until,
-        "tenant": record.tenant,
-        "model_name": record.model_name,
-        "model_version": record.model_version,
-        "decisions": record.decisions,
-        "fired": record.fired,
-        "result": record.result,
-    }
+    values = {key: value for key, value in asdict(record).items() if key != "id"}  # the columns, 1:1
     inserted = conn.execute(sa.insert(monitor_runs).values(values).returning(monitor_runs.c.id))
     return int(inserted.scalar_one())
 
@@ -120,19 +110,4 @@ def latest_monitor_runs(conn: Connection, limit: int) -> list[MonitorRunRecord]:
     check_page(min(limit, MAX_PAGE))
     m = monitor_runs
     rows = conn.execute(sa.select(m).order_by(m.c.id.desc()).limit(limit)).all()
-    return [
-        MonitorRunRecord(
-            id=row.id,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            since=row.since,
-            until=row.until,
-            tenant=row.tenant,
-            model_name=row.model_name,
-            model_version=row.model_version,
-            decisions=row.decisions,
-            fired=row.fired,
-            result=row.result,
-        )
-        for row in reversed(rows)
-    ]
+    return [MonitorRunRecord(**row._mapping) for row in reversed(rows)]

@@ -25,7 +25,7 @@ import pandas as pd
 
 from deskpilot.config import Settings
 from deskpilot.data.snapshots import LABEL, TEXT
-from deskpilot.domain import Route
+from deskpilot.domain import Route, TriageDecision
 from deskpilot.evaluation.significance import wilson
 from deskpilot.models.artifact import TriageModel
 from deskpilot.monitoring.incidents import Scenario, ScenarioKind, Traffic, sample, scenarios, split_pool
@@ -286,24 +286,24 @@ class _Replay:
             self.sequence += 1
             request_id = f"drill-{self.sequence:08d}"  # deterministic, so the audit sample is too
             route = self.model.route_for(prediction.confidence)
-            review = route is Route.AUTO and in_review_sample(request_id, self.request.review_sample_rate)
-            records.append(
-                DecisionRecord(
+            decision = TriageDecision(
+                request_id=request_id,
+                prediction=prediction,
+                route=route,
+                model_version="1",
+                review=route is Route.AUTO and in_review_sample(request_id, self.request.review_sample_rate),
+            )
+            records.append(  # logged as the service logs it
+                DecisionRecord.from_decision(
+                    decision,
                     tenant=tenant,
-                    request_id=request_id,
                     model_name=MODEL_NAME,
-                    model_version="1",
-                    intent=prediction.intent,
-                    confidence=prediction.confidence,
-                    route=route,
-                    alternatives=tuple((a.intent, a.confidence) for a in prediction.alternatives),
-                    latency_ms=0.0,
                     text=text,
-                    review_sample=review,
+                    latency_ms=0.0,
                     created_at=start + timedelta(seconds=i),
                 )
             )
-            if route is Route.HUMAN or review:
+            if route is Route.HUMAN or decision.review:
                 verdicts.append((request_id, truth if truth in known else OTHER_INTENT))
         self.store.write_decisions(records)
         for request_id, verdict in verdicts:

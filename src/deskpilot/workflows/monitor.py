@@ -24,7 +24,6 @@ from deskpilot.errors import ModelNotFoundError, NoReferenceProfileError, UsageE
 from deskpilot.models.artifact import TriageModel
 from deskpilot.monitoring.metrics import MonitorMetrics
 from deskpilot.monitoring.profile import Embedder, ReferenceProfile
-from deskpilot.monitoring.report import write_monitor_report
 from deskpilot.monitoring.result import MonitorResult
 from deskpilot.monitoring.run import MonitorConfig, run_monitor
 from deskpilot.monitoring.window import WindowPlan
@@ -142,6 +141,8 @@ def run(
         run_ids = [store.add_monitor_run(record) for record in run_records(result)] if request.record else []
         files = None
         if request.report_dir is not None:
+            from deskpilot.monitoring.report import write_monitor_report  # Jinja, matplotlib: on use
+
             history = store.monitor_runs(limit=HISTORY_RUNS)
             files = write_monitor_report(result, history, request.report_dir)
     finally:

@@ -15,6 +15,8 @@ import numpy as np
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from deskpilot.evaluation import significance
+
 MIN_EXPECTED = 5.0
 POOLED_CELL = "__pooled__"
 
@@ -25,16 +27,8 @@ def z_value(level: float) -> float:
 
 
 def wilson(successes: int, total: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval: unlike the Wald interval it stays inside [0, 1] and keeps its coverage
-    near 0 and 1, where accuracies live."""
-    if total <= 0:
-        return (0.0, 1.0)
-    z = z_value(level)
-    share = successes / total
-    denominator = 1 + z * z / total
-    centre = (share + z * z / (2 * total)) / denominator
-    half = z * np.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / denominator
-    return (max(0.0, float(centre - half)), min(1.0, float(centre + half)))
+    """The Wilson score interval of :mod:`deskpilot.evaluation.significance` at a confidence level."""
+    return significance.wilson(successes, total, z=z_value(level))
 
 
 def newcombe_difference(k1: int, n1: int, k2: int, n2: int, level: float = 0.95) -> tuple[float, float]:
