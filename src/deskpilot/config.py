@@ -132,6 +132,81 @@ class Settings(BaseSettings):
     )
     metrics_host: str = Field(default="127.0.0.1", description="Interface of metrics_port.")
 
+    # The copilot: retrieval index, reply drafts, and the optional LLM behind the gateway.
+    kb_dir: Path | None = Field(
+        default=None, description="Root of the retrieval index catalog; default: kb under home."
+    )
+    kb_reload_interval_s: float = Field(
+        default=5.0, ge=0.0, description="How often the service checks for a new index version (0: never)."
+    )
+    llm_base_url: str | None = Field(
+        default=None,
+        description="An OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, LM Studio) for reply drafts, e.g. "
+        "http://127.0.0.1:11434/v1; unset: drafts are extractive, no LLM.",
+    )
+    llm_model: str | None = Field(default=None, description="Model name at llm_base_url (required with it).")
+    llm_api_key_file: Path | None = Field(
+        default=None, description="File holding the LLM API key; else DESKPILOT_LLM_API_KEY if set."
+    )
+    llm_stream: bool = Field(default=False, description="Ask the LLM to stream its answer (SSE).")
+    llm_timeout_s: float = Field(default=30.0, gt=0.0, description="Longest time one LLM call may take.")
+    llm_max_retries: int = Field(default=2, ge=0, description="Retries per provider on retryable failures.")
+    llm_prompt_price_per_1k: float = Field(default=0.0, ge=0.0, description="USD per 1,000 prompt tokens.")
+    llm_completion_price_per_1k: float = Field(
+        default=0.0, ge=0.0, description="USD per 1,000 completion tokens."
+    )
+    llm_fallback_base_url: str | None = Field(
+        default=None, description="A second OpenAI-compatible endpoint tried when the first fails."
+    )
+    llm_fallback_model: str | None = Field(default=None, description="Model name at llm_fallback_base_url.")
+    llm_budget_tokens_per_day: int | None = Field(
+        default=None, ge=0, description="Each tenant's LLM tokens per UTC day (unset: unlimited)."
+    )
+    llm_budget_usd_per_day: float | None = Field(
+        default=None, ge=0.0, description="Each tenant's LLM spend per UTC day in USD (unset: unlimited)."
+    )
+    llm_tenant_budgets: Annotated[dict[str, dict[str, float]], NoDecode] = Field(
+        default_factory=dict,
+        description="Per-tenant budgets overriding the defaults, as JSON: "
+        '{"acme": {"tokens": 200000, "usd": 5}}.',
+    )
+    copilot_template: Path | None = Field(
+        default=None, description="A reply template YAML replacing the bundled one (its version is stored)."
+    )
+    copilot_min_support: float = Field(
+        default=0.6,
+        gt=0.0,
+        le=1.0,
+        description="Cosine similarity a draft sentence needs with a cited source sentence to stay.",
+    )
+    copilot_max_draft_chars: int = Field(default=1200, gt=0, description="Longest draft, in characters.")
+    copilot_skip_llm_when_accepted: float = Field(
+        default=0.8,
+        ge=0.0,
+        le=1.0,
+        description="No LLM for an intent whose template drafts agents send unchanged at least this often.",
+    )
+    copilot_min_verdicts: int = Field(
+        default=20, ge=1, description="Verdicts an intent needs before that acceptance rule applies."
+    )
+    copilot_llm_for_human_routes: bool = Field(
+        default=True, description="Whether tickets routed to a person may get an LLM draft."
+    )
+
+    @field_validator("llm_tenant_budgets", mode="before")
+    @classmethod
+    def _parse_budgets(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"DESKPILOT_LLM_TENANT_BUDGETS is not JSON: {exc}") from exc
+        return value
+
+    @property
+    def resolved_kb_dir(self) -> Path:
+        return self.kb_dir or self.home / "kb"
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_api_keys(cls, value: object) -> object:

@@ -26,6 +26,9 @@ have always had. ``not_found`` is shared on purpose (see :class:`StoreNotFoundEr
     │       ├── MethodNotAllowedError     405  method_not_allowed       the route lacks this method
     │       └── RequestTimeoutError       408  request_timeout          the body did not arrive in time
     ├── OverloadedError                   503  overloaded               at capacity: retry after Retry-After
+    ├── KnowledgeIndexUnavailableError    503  knowledge_index_unavailable  no retrieval index loaded yet
+    ├── GatewayExhausted                  503  llm_unavailable          no LLM provider answered (drafts only;
+    │                                                                   defined in deskpilot.copilot.gateway)
     ├── DataError                         400  data_invalid             the data itself is wrong
     │   ├── DataFormatError               400  data_malformed           binary, bad delimiter, no header
     │   ├── MissingColumnError            400  missing_column
@@ -175,6 +178,14 @@ class OverloadedError(DeskPilotError):
     caller's mistake and not a bug; ``details["retry_after_s"]`` says when to try again."""
 
     code = "overloaded"
+    http_status = 503
+
+
+class KnowledgeIndexUnavailableError(DeskPilotError):
+    """No retrieval index is loaded (none was built yet, or the catalog is unreadable): the copilot's
+    endpoints cannot answer until an operator imports knowledge; triage is unaffected."""
+
+    code = "knowledge_index_unavailable"
     http_status = 503
 
 

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from deskpilot import __version__
 from deskpilot.api.errors import install_error_handlers
 from deskpilot.api.middleware import BodyGuard, RequestContext, TenantGate
-from deskpilot.api.routes import feedback, ops, triage
+from deskpilot.api.routes import copilot, feedback, ops, triage
 from deskpilot.api.server import HEADER_TIMEOUT_STATE
 from deskpilot.config import Settings
 from deskpilot.workflows.serving import Overrides, ServingStack
@@ -58,6 +58,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     install_error_handlers(app)
     app.include_router(triage.router)
     app.include_router(feedback.router)
+    app.include_router(copilot.router)
     app.include_router(ops.router)
     gate = TenantGate(
         authenticate=stack.keys.authenticate,

@@ -27,6 +27,7 @@ from deskpilot.cli.common import (
     state,
 )
 from deskpilot.cli.demo_serve import serve_demo
+from deskpilot.copilot.suggest import Suggestion
 from deskpilot.data.contracts import ValidationReport
 from deskpilot.data.snapshots import Snapshot
 from deskpilot.registry.base import CHAMPION, ModelVersion
@@ -40,6 +41,7 @@ from deskpilot.workflows.demo import (
     demo_steps,
     run_demo,
 )
+from deskpilot.workflows.knowledge import KbImportResult
 
 app = typer.Typer(
     help="The main job end to end on a dataset; `demo incident` runs the monitoring drill.",
@@ -190,3 +192,28 @@ class _Printer:
     def scored(self, samples: list[ScoredSample]) -> None:
         for sample in samples:
             typer.echo(f"  {sample.route:<5} {sample.intent:<28} {sample.confidence:.2f}  {sample.text}")
+
+    def knowledge(self, results: list[KbImportResult]) -> None:
+        for result in results:
+            build = result.build
+            index = (
+                ""
+                if build is None or build.version is None
+                else f"; index v{build.version.version} ({build.mode})"
+            )
+            typer.echo(
+                f"  {result.items:,} {result.kind} for tenant {result.tenant!r}: "
+                f"{result.counts.added:,} added, {result.counts.unchanged:,} unchanged{index}"
+            )
+
+    def suggested(self, suggestions: list[Suggestion]) -> None:
+        for suggestion in suggestions:
+            typer.echo(f"  message: {suggestion.triage.intent} ({suggestion.triage.route})")
+            for source in suggestion.sources:
+                item = source.hit.item
+                label = item.title if item.kind == "article" else item.text
+                typer.echo(f"    [{source.number}] {item.kind:<7} {label}")
+            if suggestion.draft is None:
+                typer.echo(f"    draft: none ({suggestion.reason})")
+            else:
+                typer.echo(f"    draft ({suggestion.draft.provider}): {suggestion.draft.text}")

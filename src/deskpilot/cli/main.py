@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("deskpilot.cli.monitor_cmds", "monitor"),
     "feedback": ("deskpilot.cli.feedback_cmds", "app"),
     "retrain": ("deskpilot.cli.feedback_cmds", "retrain"),
+    "kb": ("deskpilot.cli.kb_cmds", "app"),
 }
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from deskpilot.errors import StoreError
 from deskpilot.store.engine import make_engine, parse_url, sqlite_path, tighten_sqlite_files, translated
 from deskpilot.store.files import create_private, private_dir
-from deskpilot.store.tables import DATA_TABLES, VERSION_TABLE, audit_log, monitor_runs
+from deskpilot.store.tables import DATA_TABLES, VERSION_TABLE, audit_log, llm_budget, monitor_runs
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATE_HINT = "run `deskpilot store migrate` to bring the database up to date"
@@ -99,7 +99,8 @@ def upgrade(url: str, revision: str = "head", *, runtime_role: str | None = None
     return reached
 
 
-_STORE_TABLES = (*DATA_TABLES, audit_log, monitor_runs)
+_WRITABLE_TABLES = (*DATA_TABLES, llm_budget)
+_STORE_TABLES = (*_WRITABLE_TABLES, audit_log, monitor_runs)
 
 
 def grant_runtime(url: str, role: str) -> list[str]:
@@ -153,7 +154,7 @@ def _grant(conn: Connection, role: str) -> list[str]:
         )
     quoted = conn.dialect.identifier_preparer.quote
     grantee = quoted(role)
-    data = ", ".join(quoted(table.name) for table in DATA_TABLES)
+    data = ", ".join(quoted(table.name) for table in _WRITABLE_TABLES)
     statements = [
         f"REVOKE ALL ON {', '.join(quoted(name) for name in names)} FROM {grantee}",
         f"GRANT SELECT, INSERT ON {quoted(audit_log.name)} TO {grantee}",
@@ -162,6 +163,8 @@ def _grant(conn: Connection, role: str) -> list[str]:
         f"GRANT SELECT ON {quoted(VERSION_TABLE)} TO {grantee}",
     ]
     for table in _STORE_TABLES:
+        if "id" not in table.c:
+            continue
         sequence = conn.execute(
             sa.text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": table.name}
         ).scalar()

@@ -164,5 +164,90 @@ monitor_runs = sa.Table(
 the model it compared with, whether any signal fired, and the whole result as JSON. Aggregates only: no
 ticket text, so retention leaves it alone."""
 
-DATA_TABLES = (decisions, feedback, shadow_decisions)
-"""The tables retention and erasure delete from (never ``audit_log``)."""
+kb_items = sa.Table(
+    "kb_items",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(), nullable=False),
+    sa.Column("item_id", sa.String(), nullable=False),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("title", sa.Text(), nullable=True),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("intents", sa.JSON(), nullable=False),
+    sa.Column("reply", sa.Text(), nullable=True),
+    sa.Column("source", sa.String(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("tenant", "item_id"),
+)
+"""The copilot's knowledge sources (migration 0007): resolved tickets and help-center articles, PII-redacted,
+one row per (tenant, item id); importing an item again replaces it. The retrieval index is rebuilt from
+these rows and nothing else."""
+
+suggestions = sa.Table(
+    "suggestions",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(), nullable=False),
+    sa.Column("suggestion_id", sa.String(), nullable=False),
+    sa.Column("request_id", sa.String(), nullable=True),
+    sa.Column("intent", sa.String(), nullable=False),
+    sa.Column("route", sa.String(), nullable=False),
+    sa.Column("draft", sa.Text(), nullable=True),
+    sa.Column("citations", sa.JSON(), nullable=False),
+    sa.Column("sources", sa.JSON(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("provider", sa.String(), nullable=False),
+    sa.Column("model", sa.String(), nullable=True),
+    sa.Column("prompt_version", sa.String(), nullable=False),
+    sa.Column("index_version", sa.Integer(), nullable=True),
+    sa.Column("flags", sa.JSON(), nullable=False),
+    sa.Column("prompt_tokens", sa.Integer(), nullable=False),
+    sa.Column("completion_tokens", sa.Integer(), nullable=False),
+    sa.Column("cost_usd", sa.Float(), nullable=False),
+    sa.Column("latency_ms", sa.Float(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("tenant", "suggestion_id"),
+    sa.Index(None, "tenant", "created_at"),
+    sa.Index(None, "created_at"),
+)
+"""One row per reply suggestion (migration 0007): what was drafted (redacted, as shown to the agent), from
+which sources, by which provider, model and prompt version, at what cost; ``draft`` is NULL when the copilot
+declined, with its ``reason``."""
+
+suggestion_feedback = sa.Table(
+    "suggestion_feedback",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(), nullable=False),
+    sa.Column("suggestion_id", sa.String(), nullable=False),
+    sa.Column("verdict", sa.String(), nullable=False),
+    sa.Column("edit_distance", sa.Integer(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("tenant", "suggestion_id"),
+    sa.ForeignKeyConstraint(
+        ["tenant", "suggestion_id"],
+        ["suggestions.tenant", "suggestions.suggestion_id"],
+        ondelete="CASCADE",
+    ),
+    sa.Index(None, "tenant", "created_at"),
+)
+"""An agent's verdict on a suggestion (``accepted``, ``edited`` with the edit distance, ``rejected``); one per
+suggestion, posting again replaces it."""
+
+llm_budget = sa.Table(
+    "llm_budget",
+    metadata,
+    sa.Column("tenant", sa.String(), nullable=False),
+    sa.Column("period", sa.String(), nullable=False),
+    sa.Column("reserved_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("reserved_cost", sa.Float(), nullable=False),
+    sa.Column("spent_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("spent_cost", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "period"),
+)
+"""Each tenant's LLM spend per budget period (migration 0007). A call reserves its worst case with one
+conditional UPDATE (spent + reserved + this call within the limit) before it is sent, and settles after, so
+concurrent workers can never spend past the limit together."""
+
+DATA_TABLES = (decisions, feedback, shadow_decisions, kb_items, suggestions, suggestion_feedback)
+"""The tables retention and erasure delete from (never ``audit_log``), and the runtime role may write."""

@@ -15,6 +15,8 @@ import pandas as pd
 from deskpilot import tags
 from deskpilot.batch.predict import score_file
 from deskpilot.config import Settings
+from deskpilot.copilot.grounding import TriageView
+from deskpilot.copilot.suggest import Suggestion
 from deskpilot.data.contracts import ValidationReport
 from deskpilot.data.snapshots import Snapshot
 from deskpilot.domain import ModelRef
@@ -28,7 +30,9 @@ from deskpilot.workflows import keys, rollout
 from deskpilot.workflows.audit import AuditReceipt, AuditRecorder, open_audit
 from deskpilot.workflows.build import build_redactor, build_registry, load_policies
 from deskpilot.workflows.datasets import load_and_validate, split_summary, store_snapshot
+from deskpilot.workflows.demo_copilot import demo_knowledge, demo_suggestions
 from deskpilot.workflows.evaluation import resolve_suite
+from deskpilot.workflows.knowledge import KbImportResult
 from deskpilot.workflows.training import train_snapshot
 
 BUNDLED_DATA = Path("data/banking77/train.csv")
@@ -69,6 +73,10 @@ class DemoObserver(Protocol):
 
     def scored(self, samples: list[ScoredSample]) -> None: ...
 
+    def knowledge(self, results: list[KbImportResult]) -> None: ...
+
+    def suggested(self, suggestions: list[Suggestion]) -> None: ...
+
 
 @dataclass(frozen=True)
 class DemoOutcome:
@@ -84,7 +92,7 @@ class DemoOutcome:
 def demo_steps(request: DemoRequest) -> int:
     """How many numbered steps :func:`run_demo` announces (validate, snapshot, each family, promote, score,
     model card)."""
-    return 5 + len(request.families)
+    return 7 + len(request.families)
 
 
 def run_demo(settings: Settings, request: DemoRequest, observer: DemoObserver) -> DemoOutcome:
@@ -124,7 +132,22 @@ def run_demo(settings: Settings, request: DemoRequest, observer: DemoObserver) -
     best = promote_best(settings, registry, snapshot, audit)
     observer.promoted(best)
     observer.step(f"score sample messages with {best.uri} (batch scoring)")
-    observer.scored(score_samples(registry, best))
+    samples = score_samples(registry, best)
+    observer.scored(samples)
+    observer.step("import the copilot's knowledge (tickets and sample articles) and build the index")
+    observer.knowledge(
+        demo_knowledge(
+            settings,
+            request.data,
+            tenant=DEMO_TENANT,
+            text_column=request.text_column,
+            label_column=request.label_column,
+            progress=observer.progress,
+        )
+    )
+    observer.step("suggest replies: similar tickets and a cited draft for each sample (no LLM)")
+    views = [(s.text, TriageView(s.intent, s.confidence, s.route)) for s in samples]
+    observer.suggested(demo_suggestions(settings, DEMO_TENANT, views))
     observer.step(f"model card and report stored with {best.uri}: `deskpilot models card {best.uri}`")
     return DemoOutcome(checked.report, snapshot, best, demo_key(settings, audit), runs)
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from deskpilot.config import Settings
+from deskpilot.copilot.gateway.router import Gateway
+from deskpilot.copilot.prompts import load_template
 from deskpilot.data.pii import PiiRedactor
 from deskpilot.domain import Role
 from deskpilot.errors import ConfigError
@@ -25,6 +27,8 @@ from deskpilot.rollout import actions
 from deskpilot.rollout.guard import RolloutGuard
 from deskpilot.rollout.monitor import RolloutMonitor
 from deskpilot.rollout.state import RolloutState
+from deskpilot.service.copilot import CopilotService, IndexHolder
+from deskpilot.service.copilot_metrics import CopilotMetrics
 from deskpilot.service.keys import KeyRing
 from deskpilot.service.metrics import ServiceMetrics
 from deskpilot.service.models import LOAD_FAILED, LoadedModel, ModelManager, ModelWatcher
@@ -33,9 +37,11 @@ from deskpilot.service.ratelimit import TokenBucketLimiter
 from deskpilot.service.triage import ServiceLimits, TriageService
 from deskpilot.store.audit import AuditAction, AuditLog
 from deskpilot.store.base import DecisionStore
+from deskpilot.store.knowledge import KnowledgeStore
 from deskpilot.store.writer import BufferedWriter, ShadowWriter
 from deskpilot.workflows.audit import PENDING_FILE, AuditRecorder, PendingEntries, audit_seal
 from deskpilot.workflows.build import load_policies, writable_store_url
+from deskpilot.workflows.copilot import build_copilot, gateway_config
 from deskpilot.workflows.monitor import MonitorTask, start_monitor
 from deskpilot.workflows.retention import RetentionTask, start_retention
 
@@ -52,6 +58,7 @@ class Overrides:
     store: DecisionStore | None = None
     audit: AuditLog | None = None
     keys: KeyRing | None = None
+    knowledge: KnowledgeStore | None = None
     span_exporter: list[SpanExporter] = field(default_factory=list)  # filled with the exporter in use
 
 
@@ -99,10 +106,17 @@ class ServingStack:
             )
         self.redactor = PiiRedactor()  # the service's texts and ticket ids, and the callers' request ids
         self.metrics = ServiceMetrics()
+        self.copilot_metrics = CopilotMetrics(self.metrics.registry)
+        load_template(settings.copilot_template)  # a bad template or LLM setting fails here, before serving
+        gateway_config(settings)
         self.tracer, exporter = build_tracer(settings.tracing)
         if exporter is not None:
             self._given.span_exporter.append(exporter)
         self._service: TriageService | None = None
+        self._copilot: CopilotService | None = None
+        self._gateway: Gateway | None = None
+        self._index_holder: IndexHolder | None = None
+        self._own_knowledge: KnowledgeStore | None = None
         self._watcher: ModelWatcher | None = None
         self._guard: RolloutGuard | None = None
         self._audit: AuditRecorder | None = None
@@ -117,6 +131,12 @@ class ServingStack:
         if self._service is None:
             raise RuntimeError("ServingStack.start() was not awaited")
         return self._service
+
+    @property
+    def copilot(self) -> CopilotService:
+        if self._copilot is None:
+            raise RuntimeError("ServingStack.start() was not awaited")
+        return self._copilot
 
     async def start(self) -> None:
         settings, given = self.settings, self._given
@@ -162,6 +182,7 @@ class ServingStack:
             tracer=self.tracer,
         )
         await self._service.start()
+        await self._start_copilot(url, store)
         self._guard = RolloutGuard(
             manager,
             monitor,
@@ -181,7 +202,47 @@ class ServingStack:
             self._gauge_pending(pending), name="deskpilot-audit-pending-gauge"
         )
 
+    async def _start_copilot(self, url: str, store: DecisionStore) -> None:
+        from deskpilot.retrieval.catalog import IndexCatalog
+
+        settings, given = self.settings, self._given
+        self._own_knowledge = None if given.knowledge is not None else _knowledge(url)
+        knowledge = given.knowledge or self._own_knowledge
+        assert knowledge is not None
+        copilot, self._gateway = build_copilot(settings, self.redactor, knowledge)
+        metrics = self.copilot_metrics
+
+        def loaded(version: int) -> None:
+            metrics.index_version.set(version)
+            if self._copilot is not None:  # a reload: the first load is warmed below
+                self._copilot.warm()
+
+        self._index_holder = IndexHolder(
+            IndexCatalog(settings.resolved_kb_dir),
+            settings.kb_reload_interval_s,
+            on_loaded=loaded,
+            on_failed=lambda version, error: metrics.index_load_failures.inc(),
+        )
+        await asyncio.to_thread(self._index_holder.refresh)
+        self._copilot = CopilotService(
+            triage=self.service,
+            copilot=copilot,
+            holder=self._index_holder,
+            knowledge=knowledge,
+            decisions=store,
+            redactor=self.redactor,
+            metrics=metrics,
+        )
+        await asyncio.to_thread(self._copilot.warm)
+        self._index_holder.start()
+
     async def stop(self) -> None:
+        if self._index_holder is not None:
+            self._index_holder.stop()
+        if self._gateway is not None:
+            await self._gateway.aclose()
+        if self._own_knowledge is not None:
+            self._own_knowledge.close()
         if self.monitor_task is not None:
             await self.monitor_task.stop()
         if self._pending_gauge is not None:
@@ -265,6 +326,12 @@ def _store(url: str) -> DecisionStore:
     from deskpilot.store.sql import SqlStore
 
     return SqlStore(url)
+
+
+def _knowledge(url: str) -> KnowledgeStore:
+    from deskpilot.store.knowledge_sql import SqlKnowledgeStore
+
+    return SqlKnowledgeStore(url)
 
 
 def _audit_log(url: str) -> AuditLog:

@@ -1,0 +1,1 @@
+"""The copilot: grounded reply drafts from retrieved sources, through a model gateway, behind guardrails."""

@@ -1,0 +1,1 @@
+"""The model gateway: OpenAI-compatible chat providers behind retries, a breaker, budgets and a cache."""

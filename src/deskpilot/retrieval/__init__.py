@@ -1,0 +1,1 @@
+"""Similar-ticket and knowledge-base retrieval: dense (faiss) and lexical (BM25), fused, per tenant."""

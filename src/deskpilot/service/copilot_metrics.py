@@ -1,0 +1,81 @@
+"""Prometheus metrics of the copilot, on the service's registry (the names are a contract with the alerts)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from deskpilot.service.metrics import LATENCY_BUCKETS
+
+VERDICTS = ("accepted", "edited", "rejected")
+OUTCOMES = ("draft", "no_draft")
+
+
+class CopilotMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.similar_latency = Histogram(
+            "deskpilot_copilot_similar_seconds",
+            "Time to retrieve similar items (redaction, encoding, search, fusion).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.suggest_latency = Histogram(
+            "deskpilot_copilot_suggest_seconds",
+            "Time to build a suggestion after triage, by the provider whose draft was kept.",
+            ["provider"],
+            buckets=(*LATENCY_BUCKETS, 10.0, 30.0),
+            registry=r,
+        )
+        self.suggestions = Counter(
+            "deskpilot_copilot_suggestions_total",
+            "Suggestions by the provider of the draft and whether there was a draft.",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.llm_failures = Counter(
+            "deskpilot_copilot_llm_failures_total",
+            "Failed LLM attempts by provider and failure kind (each fell back further down the chain).",
+            ["provider", "kind"],
+            registry=r,
+        )
+        self.llm_tokens = Counter(
+            "deskpilot_copilot_llm_tokens_total",
+            "LLM tokens used, by provider and direction (prompt, completion).",
+            ["provider", "direction"],
+            registry=r,
+        )
+        self.llm_cost = Counter(
+            "deskpilot_copilot_llm_cost_usd_total",
+            "LLM spend in US dollars, by provider.",
+            ["provider"],
+            registry=r,
+        )
+        self.guard_flags = Counter(
+            "deskpilot_copilot_guard_flags_total",
+            "Sentences or drafts the output guard changed, by flag (unsupported, pii_redacted, ...).",
+            ["flag"],
+            registry=r,
+        )
+        self.feedback = Counter(
+            "deskpilot_copilot_feedback_total", "Agents' verdicts on drafts.", ["verdict"], registry=r
+        )
+        for verdict in VERDICTS:
+            self.feedback.labels(verdict)
+        self.record_failures = Counter(
+            "deskpilot_copilot_record_failures_total",
+            "Suggestions that could not be written to the store (the agent still got them).",
+            registry=r,
+        )
+        self.record_failures.inc(0)
+        self.index_version = Gauge(
+            "deskpilot_copilot_index_version",
+            "Version of the retrieval index this process serves (0: none loaded).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.index_load_failures = Counter(
+            "deskpilot_copilot_index_load_failures_total",
+            "Retrieval index versions that failed to load (the previous one keeps serving).",
+            registry=r,
+        )
+        self.index_load_failures.inc(0)

@@ -1,0 +1,1 @@
+"""Test doubles shared by several suites: real servers that stand in for external systems."""
