@@ -94,6 +94,7 @@ class Suggestion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    answering: tuple[int, ...] = ()  # numbers of the sources allowed to ground the draft
     attempts: tuple[str, ...] = field(default=())  # "provider: kind" of each failed LLM attempt
     checked: tuple[CheckedSentence, ...] = field(default=(), repr=False)  # the guard's verdict per sentence
 
@@ -151,10 +152,12 @@ class Copilot:
         triage: TriageView,
         index: SearchIndex,
         acceptance: Mapping[tuple[str, str], Acceptance],
+        query: np.ndarray | None = None,
     ) -> Suggestion:
-        """``text`` must already be redacted."""
+        """``text`` must already be redacted; ``query`` is its embedding when the caller has it (the
+        service batches the encoder over concurrent requests)."""
         vectors = self.vectors(index)
-        query, hits = await asyncio.to_thread(self._retrieve, index, tenant, text, triage)
+        encoded, hits = await asyncio.to_thread(self._retrieve, index, tenant, text, triage, query)
         sources = number_sources(hits)
         candidates = answering(sources, triage, self.grounding)
         suggestion_id = uuid.uuid4().hex
@@ -166,6 +169,7 @@ class Copilot:
             reason=NO_GROUNDED_ANSWER,
             provider=EXTRACTIVE,
             prompt_version=self.template.version,
+            answering=tuple(source.number for source in candidates),
         )
         if not candidates:
             return base
@@ -192,7 +196,7 @@ class Copilot:
                     cost_usd=c.cost_usd,
                 )
         draft = await asyncio.to_thread(
-            extractive_draft, self.template, triage, query, candidates, vectors, self.grounding
+            extractive_draft, self.template, triage, encoded, candidates, vectors, self.grounding
         )
         if draft is None:
             return replace(base, attempts=tuple(attempts), flags=("no_close_sentence",))
@@ -200,13 +204,14 @@ class Copilot:
         return _finish(base, triage, guarded, EXTRACTIVE, policy, attempts)
 
     def _retrieve(
-        self, index: SearchIndex, tenant: str, text: str, triage: TriageView
+        self, index: SearchIndex, tenant: str, text: str, triage: TriageView, query: np.ndarray | None
     ) -> tuple[np.ndarray, list[Hit]]:
         """Articles first (they ground most drafts), then similar tickets: two searches in one partition,
         so a tenant with thousands of tickets still gets its few articles. Among the closest
         ``article_pool`` articles, those written for the triaged intent come first: the classifier knows
         the intent better than a nearest-neighbour search over a handful of articles."""
-        query = index.encode([text])[0]
+        if query is None:
+            query = index.encode([text])[0]
         config = self.grounding
         pool = index.search_encoded(
             tenant, text, query, max(config.article_pool, config.articles), kinds=ARTICLES

@@ -170,6 +170,11 @@ class IndexCatalog:
             raise ArtifactError(f"no index has been published under {self.root} ({CURRENT_FILE} is missing)")
         meta = self.version(number)
         manifest = meta.manifest
+        if manifest.get("format") != MANIFEST_FORMAT:
+            raise ArtifactError(
+                f"index manifest format {manifest.get('format')!r} is not {MANIFEST_FORMAT} "
+                f"(written by another DeskPilot version?): {meta.path / MANIFEST_FILE}"
+            )
         try:
             params = manifest["params"]
             ann, lexical = AnnParams.from_dict(params["ann"]), LexicalParams.from_dict(params["lexical"])

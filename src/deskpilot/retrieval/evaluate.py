@@ -201,9 +201,15 @@ def tune_fusion(
     table = []
     for params in candidates:
         report = evaluate_retrieval(
-            index, tenant, queries, intents, query_vectors=vectors, modes=("hybrid",), comparisons=(),
+            index,
+            tenant,
+            queries,
+            intents,
+            query_vectors=vectors,
+            modes=("hybrid",),
+            comparisons=(),
             fusion=params,
-        )  # fmt: skip
+        )
         table.append((params, report.systems["hybrid"].means[metric]))
     ranked = sorted(table, key=lambda entry: -entry[1])
     return TuningResult(ranked[0][0], metric, ranked)

@@ -1,4 +1,4 @@
-"""The retrieval index: tenant partitions searched densely and lexically, the two lists fused by RRF.
+"""The retrieval index: tenant partitions searched densely and lexically, the two candidate lists fused.
 
 An index is immutable once built: :meth:`RetrievalIndex.add` returns a new index that shares every untouched
 partition, so concurrent searches on the old one need no lock and a service swaps indexes by assignment.

@@ -26,12 +26,13 @@ _EMPTY_DOC = [""]  # BM25's own "empty" term: keeps a text without words (and av
 
 @dataclass(frozen=True)
 class LexicalParams:
-    """BM25 (Lucene variant) hyperparameters and the tokenizer choice."""
+    """BM25 (Lucene variant) hyperparameters and the tokenizer choice; the defaults were tuned with the fusion
+    (stopwords and stemming each added about 0.01 to BM25's nDCG@10 on Banking77; k1 and b barely matter)."""
 
-    k1: float = 1.5
+    k1: float = 0.9
     b: float = 0.75
     stopwords: bool = True
-    stem: bool = False
+    stem: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

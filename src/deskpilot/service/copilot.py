@@ -11,9 +11,11 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+import numpy as np
 
 from deskpilot.copilot.grounding import TriageView
 from deskpilot.copilot.suggest import Copilot, SearchIndex, Suggestion
@@ -27,6 +29,7 @@ from deskpilot.errors import (
     StoreError,
 )
 from deskpilot.retrieval.items import Hit
+from deskpilot.service.batcher import MicroBatcher
 from deskpilot.service.copilot_metrics import CopilotMetrics
 from deskpilot.service.triage import FEEDBACK_FLUSH_WAIT_S, TriageService
 from deskpilot.store.base import DecisionStore
@@ -86,7 +89,11 @@ class IndexHolder:
     def refresh(self) -> None:
         """Load the current version if it is new (and did not already fail to load)."""
         with self._lock:
-            version = self.source.current_version()
+            try:
+                version = self.source.current_version()
+            except DeskPilotError as exc:  # an unreadable CURRENT must not stop the server (or its triage)
+                logger.error("cannot read the retrieval index pointer: %s", exc)
+                return
             if version is None or version == self._failed:
                 return
             if self._loaded is not None and self._loaded.version == version:
@@ -125,6 +132,16 @@ class IndexHolder:
 
 
 @dataclass(frozen=True)
+class EncoderLimits:
+    """The query encoder's micro-batching and admission (the triage model's settings by default)."""
+
+    max_batch: int = 64
+    max_wait_ms: float = 2.0
+    timeout_s: float | None = 2.0
+    max_queued_chars: int | None = 2_000_000
+
+
+@dataclass(frozen=True)
 class SimilarResult:
     index_version: int
     hits: list[Hit]
@@ -150,6 +167,7 @@ class CopilotService:
         decisions: DecisionStore,
         redactor: PiiRedactor,
         metrics: CopilotMetrics,
+        limits: EncoderLimits | None = None,
     ) -> None:
         self.triage = triage
         self.copilot = copilot
@@ -159,6 +177,39 @@ class CopilotService:
         self.redactor = redactor
         self.metrics = metrics
         self._acceptance: dict[str, tuple[float, Mapping[tuple[str, str], Acceptance]]] = {}
+        self.limits = limits or EncoderLimits()
+        self._batcher: MicroBatcher[LoadedIndex] | None = None
+
+    async def start(self) -> None:
+        """Start the query encoder's micro-batcher on the running loop: concurrent searches share one
+        encoder call, as concurrent triage requests share one model call."""
+        self._batcher = MicroBatcher(
+            self._encode_batch,
+            max_batch=self.limits.max_batch,
+            max_wait_ms=self.limits.max_wait_ms,
+            name="query-encoder",
+        )
+
+    async def close(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.close()
+
+    def _encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, LoadedIndex]:
+        loaded = self._index()  # the batch is encoded by, and searched in, the version loaded now
+        return loaded.index.encode(texts), loaded
+
+    async def _encode(self, tenant: str, text: str) -> tuple[np.ndarray, LoadedIndex]:
+        if self._batcher is None:
+            loaded = self._index()
+            vector = await asyncio.to_thread(loaded.index.encode, [text])
+            return vector[0], loaded
+        vectors, loaded = await self._batcher.predict(
+            [text],
+            tenant=tenant,
+            timeout_s=self.limits.timeout_s,
+            max_queued_chars=self.limits.max_queued_chars,
+        )
+        return vectors[0], loaded
 
     def warm(self) -> None:
         """Embed the loaded index's article sentences, so the first suggestions do not pay for it."""
@@ -177,10 +228,11 @@ class CopilotService:
         return loaded
 
     async def similar(self, tenant: str, text: str, k: int) -> SimilarResult:
-        loaded = self._index()
+        self._index()  # 503 before any work when nothing is loaded
         started = time.perf_counter()
         redacted = self.redactor.redact(text)
-        hits = await asyncio.to_thread(_search, loaded.index, tenant, redacted, k)
+        vector, loaded = await self._encode(tenant, redacted)
+        hits = await asyncio.to_thread(loaded.index.search_encoded, tenant, redacted, vector, k)
         self.metrics.similar_latency.observe(time.perf_counter() - started)
         return SimilarResult(loaded.version, hits)
 
@@ -212,12 +264,14 @@ class CopilotService:
         else:
             raise ValueError("suggest needs a text or a request_id")
         started = time.perf_counter()
+        query, loaded = await self._encode(tenant, redacted)
         suggestion = await self.copilot.suggest(
             tenant=tenant,
             text=redacted,
             triage=view,
             index=loaded.index,
             acceptance=await self._acceptance_of(tenant),
+            query=query,
         )
         latency_s = time.perf_counter() - started
         self._observe(suggestion, latency_s)
@@ -305,13 +359,6 @@ class CopilotService:
         m = self.metrics
         m.suggest_latency.labels(suggestion.provider).observe(latency_s)
         m.suggestions.labels(suggestion.provider, "draft" if suggestion.draft else "no_draft").inc()
-        for attempt in suggestion.attempts:
-            provider, _, kind = attempt.partition(": ")
-            m.llm_failures.labels(provider, kind).inc()
-        if suggestion.prompt_tokens or suggestion.completion_tokens:
-            m.llm_tokens.labels(suggestion.provider, "prompt").inc(suggestion.prompt_tokens)
-            m.llm_tokens.labels(suggestion.provider, "completion").inc(suggestion.completion_tokens)
-            m.llm_cost.labels(suggestion.provider).inc(suggestion.cost_usd)
         for flag in suggestion.flags:
             m.guard_flags.labels(flag).inc()
 
@@ -352,11 +399,6 @@ class CopilotService:
             logger.warning("suggestion %s was not recorded: %s", suggestion.suggestion_id, exc)
             return False
         return True
-
-
-def _search(index: SearchIndex, tenant: str, text: str, k: int) -> list[Hit]:
-    vector = index.encode([text])[0]
-    return index.search_encoded(tenant, text, vector, k)
 
 
 def levenshtein(a: str, b: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from deskpilot.copilot.gateway.base import Completion, FailureKind
 from deskpilot.service.metrics import LATENCY_BUCKETS
 
 VERDICTS = ("accepted", "edited", "rejected")
@@ -32,10 +33,22 @@ class CopilotMetrics:
             ["provider", "outcome"],
             registry=r,
         )
+        self.llm_calls = Counter(
+            "deskpilot_copilot_llm_calls_total",
+            "HTTP calls to LLM providers (each try, retries included), by provider.",
+            ["provider"],
+            registry=r,
+        )
         self.llm_failures = Counter(
             "deskpilot_copilot_llm_failures_total",
-            "Failed LLM attempts by provider and failure kind (each fell back further down the chain).",
+            "Failed LLM tries and skipped providers (budget, open circuit), by provider and failure kind.",
             ["provider", "kind"],
+            registry=r,
+        )
+        self.llm_cache_hits = Counter(
+            "deskpilot_copilot_llm_cache_hits_total",
+            "Drafts answered from the gateway's response cache, by provider.",
+            ["provider"],
             registry=r,
         )
         self.llm_tokens = Counter(
@@ -79,3 +92,34 @@ class CopilotMetrics:
             registry=r,
         )
         self.index_load_failures.inc(0)
+
+
+class GatewayMetrics:
+    """The model gateway's events as Prometheus samples (a ``GatewayObserver``): every try, retried or not."""
+
+    def __init__(self, metrics: CopilotMetrics) -> None:
+        self.metrics = metrics
+
+    def on_request(self) -> None:
+        return None
+
+    def on_cache_hit(self, provider: str) -> None:
+        self.metrics.llm_cache_hits.labels(provider).inc()
+
+    def on_call(self, provider: str) -> None:
+        self.metrics.llm_calls.labels(provider).inc()
+
+    def on_success(self, provider: str, completion: Completion, elapsed_s: float) -> None:
+        m = self.metrics
+        m.llm_tokens.labels(provider, "prompt").inc(completion.prompt_tokens)
+        m.llm_tokens.labels(provider, "completion").inc(completion.completion_tokens)
+        m.llm_cost.labels(provider).inc(completion.cost_usd)
+
+    def on_failure(self, provider: str, kind: FailureKind) -> None:
+        self.metrics.llm_failures.labels(provider, kind.value).inc()
+
+    def on_fallback(self, provider: str) -> None:
+        return None
+
+    def on_exhausted(self) -> None:
+        return None

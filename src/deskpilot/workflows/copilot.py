@@ -4,13 +4,14 @@ configured, the model gateway with its budget ledger in the store."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from deskpilot.config import Settings
 from deskpilot.copilot.budget_store import StoreBudgetLedger
 from deskpilot.copilot.gateway.config import BudgetConfig, BudgetLimit, GatewayConfig, ProviderConfig
 from deskpilot.copilot.gateway.factory import build_gateway
 from deskpilot.copilot.gateway.router import Gateway
+from deskpilot.copilot.gateway.stats import GatewayObserver
 from deskpilot.copilot.guardrails import GuardConfig
 from deskpilot.copilot.policy import PolicyConfig
 from deskpilot.copilot.prompts import load_template
@@ -79,12 +80,18 @@ def budget_config(settings: Settings) -> BudgetConfig:
 
 
 def build_copilot(
-    settings: Settings, redactor: PiiRedactor, knowledge: KnowledgeStore
+    settings: Settings,
+    redactor: PiiRedactor,
+    knowledge: KnowledgeStore,
+    observers: Sequence[GatewayObserver] = (),
 ) -> tuple[Copilot, Gateway | None]:
-    """The copilot, and its gateway (the caller closes it) when an LLM is configured."""
+    """The copilot, and its gateway (the caller closes it) when an LLM is configured; build it on the event
+    loop that will use it (the gateway's HTTP clients belong to one loop)."""
     template = load_template(settings.copilot_template)
     config = gateway_config(settings)
-    gateway = None if config is None else build_gateway(config, StoreBudgetLedger(knowledge))
+    gateway = (
+        None if config is None else build_gateway(config, StoreBudgetLedger(knowledge), observers=observers)
+    )
     copilot = Copilot(
         template=template,
         redactor=redactor,

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from deskpilot.config import Settings
 from deskpilot.data.pii import PiiRedactor
 from deskpilot.errors import EmptyDatasetError
@@ -122,6 +124,7 @@ def import_knowledge(
             f"{request.path}: no knowledge items to import", details={"file": str(request.path)}
         )
     items, redactions = redact_items(raw)
+    items = _last_per_id(items)
     own = store is None
     kb = store or knowledge_store(settings)
     try:
@@ -172,10 +175,10 @@ def build_index(
         index = catalog.load(current)
         old = {(i.tenant, i.id): i for t in index.tenants() for i in index.items(t)}
         changed = [i for i in items if old.get((i.tenant, i.id)) != i]
-        say(f"adding {len(changed):,} new or changed items to index version {current}")
-        index = index.add(changed)
+        vectors, encoded = _vectors_reused(index, old, changed)
+        say(f"adding {len(changed):,} new or changed items ({encoded:,} to embed) to index version {current}")
+        index = index.add(changed, vectors=vectors)
         mode: BuildMode = "incremental"
-        encoded = len(changed)
     else:
         say(f"building the index from {len(items):,} items")
         index = RetrievalIndex.build(items, _encoder(settings, catalog))
@@ -206,6 +209,37 @@ def redact_items(items: Sequence[KnowledgeItem]) -> tuple[list[KnowledgeItem], C
             item_id = ticket_digest(text)  # an id derived from a text must not be a digest of its PII
         out.append(replace(item, id=item_id, text=text, title=title, reply=reply))
     return out, total
+
+
+def _vectors_reused(
+    index: RetrievalIndex,
+    old: dict[tuple[str, str], KnowledgeItem],
+    changed: Sequence[KnowledgeItem],
+) -> tuple[np.ndarray, int]:
+    """Embeddings of ``changed``: the stored one when only an item's metadata changed (its source file, its
+    intents, its reply), a new one when the text it is searched by did; and how many were new."""
+    vectors = np.zeros((len(changed), index.encoder.dimension), dtype=np.float32)
+    fresh = []
+    for row, item in enumerate(changed):
+        before = old.get((item.tenant, item.id))
+        if before is not None and before.search_text == item.search_text:
+            partition = index.partitions[item.tenant]
+            vectors[row] = partition.vectors[partition.positions[item.id]]
+        else:
+            fresh.append(row)
+    if fresh:
+        vectors[fresh] = index.encode([changed[row].search_text for row in fresh])
+    return vectors, len(fresh)
+
+
+def _last_per_id(items: Sequence[KnowledgeItem]) -> list[KnowledgeItem]:
+    """One item per (tenant, id), the last one, as the readers keep it: tickets whose ids are digests of
+    texts that differed only in their PII share one id once redacted, and are one item from then on."""
+    kept: dict[tuple[str, str], KnowledgeItem] = {}
+    for item in items:
+        kept.pop((item.tenant, item.id), None)
+        kept[(item.tenant, item.id)] = item
+    return list(kept.values())
 
 
 def sources_digest(items: Sequence[KnowledgeItem]) -> str:

@@ -27,8 +27,8 @@ from deskpilot.rollout import actions
 from deskpilot.rollout.guard import RolloutGuard
 from deskpilot.rollout.monitor import RolloutMonitor
 from deskpilot.rollout.state import RolloutState
-from deskpilot.service.copilot import CopilotService, IndexHolder
-from deskpilot.service.copilot_metrics import CopilotMetrics
+from deskpilot.service.copilot import CopilotService, EncoderLimits, IndexHolder
+from deskpilot.service.copilot_metrics import CopilotMetrics, GatewayMetrics
 from deskpilot.service.keys import KeyRing
 from deskpilot.service.metrics import ServiceMetrics
 from deskpilot.service.models import LOAD_FAILED, LoadedModel, ModelManager, ModelWatcher
@@ -209,7 +209,8 @@ class ServingStack:
         self._own_knowledge = None if given.knowledge is not None else _knowledge(url)
         knowledge = given.knowledge or self._own_knowledge
         assert knowledge is not None
-        copilot, self._gateway = build_copilot(settings, self.redactor, knowledge)
+        observer = GatewayMetrics(self.copilot_metrics)
+        copilot, self._gateway = build_copilot(settings, self.redactor, knowledge, [observer])
         metrics = self.copilot_metrics
 
         def loaded(version: int) -> None:
@@ -232,11 +233,20 @@ class ServingStack:
             decisions=store,
             redactor=self.redactor,
             metrics=metrics,
+            limits=EncoderLimits(
+                max_batch=settings.micro_batch_max,
+                max_wait_ms=settings.micro_batch_wait_ms,
+                timeout_s=settings.model_timeout_s,
+                max_queued_chars=settings.queue_max_chars,
+            ),
         )
+        await self._copilot.start()
         await asyncio.to_thread(self._copilot.warm)
         self._index_holder.start()
 
     async def stop(self) -> None:
+        if self._copilot is not None:
+            await self._copilot.close()
         if self._index_holder is not None:
             self._index_holder.stop()
         if self._gateway is not None:

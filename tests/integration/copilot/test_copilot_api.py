@@ -357,9 +357,15 @@ def test_feedback_refuses_unknown_or_foreign_suggestions_and_bare_edits(server: 
 # -- no index ---------------------------------------------------------------------------------------------
 
 
-def test_no_index_is_503_and_triage_still_answers(copilot_home: CopilotHome, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pointer", [None, "not a number"])
+def test_no_index_is_503_and_triage_still_answers(
+    copilot_home: CopilotHome, tmp_path: Path, pointer: str | None
+) -> None:
+    """No index yet (an empty folder), or an unreadable CURRENT pointer: the copilot waits, triage serves."""
     empty = tmp_path / "no-kb"
     empty.mkdir()
+    if pointer is not None:
+        (empty / "CURRENT").write_text(pointer, encoding="ascii")
     with running(copilot_home.settings(kb_dir=empty)) as live, live.client(ACME_KEY) as client:
         for path in ("/v1/similar", "/v1/suggest"):
             response = client.post(path, json={"text": "How do I activate my new card?"})

@@ -15,11 +15,23 @@ from deskpilot.retrieval.index import RetrievalIndex
 from deskpilot.retrieval.items import Hit, KnowledgeItem
 from tests.unit.retrieval.fakes import HashingEncoder, ticket
 
-WORDS = (
-    "card pin transfer refund cash atm fee limit rate crypto salary phone account top up lost stolen".split()
-)
+WORDS = [
+    "card",
+    "pin",
+    "transfer",
+    "refund",
+    "cash",
+    "atm",
+    "fee",
+    "limit",
+    "rate",
+    "crypto",
+    "salary",
+    "phone",
+]
 EXACT = AnnParams()
 HNSW = AnnParams(exact_below=10, hnsw_m=8, ef_construction=40, ef_search=16)
+PLAIN_RRF = FusionParams(rrf_k=60, depth=50, dense_weight=1.0, lexical_weight=1.0, method="rrf")
 
 
 def corpus(tenant: str, count: int, seed: int = 0) -> list[KnowledgeItem]:
@@ -87,7 +99,7 @@ def test_kinds_are_filtered_inside_the_search(ann: AnnParams) -> None:
 
 def test_hits_carry_fused_score_and_both_retrievers_scores_and_ranks() -> None:
     items = corpus("acme", 30)
-    index = RetrievalIndex.build(items, HashingEncoder())
+    index = RetrievalIndex.build(items, HashingEncoder(), fusion=PLAIN_RRF)
     hits = index.search("acme", items[3].text, k=10)
     assert hits[0].item.id == "acme-3"
     assert hits[0].dense_rank == 1
@@ -104,6 +116,19 @@ def test_hits_carry_fused_score_and_both_retrievers_scores_and_ranks() -> None:
     assert all(h.dense_rank is None and h.dense_score is None for h in lexical)
     dense = index.search("acme", items[3].text, k=5, mode="dense")
     assert all(h.lexical_rank is None and h.lexical_score is None for h in dense)
+
+
+def test_the_default_convex_fusion_mixes_cosine_and_scaled_bm25() -> None:
+    items = corpus("acme", 30)
+    index = RetrievalIndex.build(items, HashingEncoder())
+    hits = index.search("acme", items[3].text, k=10)
+    best_bm25 = max(h.lexical_score or 0.0 for h in index.search("acme", items[3].text, k=1, mode="lexical"))
+    for hit in hits:
+        assert hit.dense_score is not None
+        assert hit.lexical_score is not None
+        assert hit.score == pytest.approx(
+            0.9 * hit.dense_score + 0.1 * hit.lexical_score / best_bm25, rel=1e-5
+        )
 
 
 def test_search_encoded_matches_search_and_unknown_words_fall_back_to_dense() -> None:

@@ -45,8 +45,8 @@ async def get_copilot(parts: PartsDep) -> CopilotService:
 CopilotDep = Annotated[CopilotService, Depends(get_copilot)]
 
 
-def _check_length(text: str, parts: ServingStack, field: str = "text") -> None:
-    limit = parts.limits.max_text_length
+def _check_length(text: str, parts: ServingStack, field: str = "text", limit: int | None = None) -> None:
+    limit = parts.limits.max_text_length if limit is None else limit
     if len(text) > limit:
         raise RequestValidationError(
             f"{field} is longer than {limit} characters",
@@ -95,7 +95,7 @@ def _source(source: NumberedSource, answering: set[int]) -> SourcePublic:
 
 def _suggestion(outcome: SuggestOutcome) -> SuggestPublic:
     s = outcome.suggestion
-    cited = set(s.draft.citations) if s.draft else set()
+    answering = set(s.answering)
     return SuggestPublic(
         suggestion_id=s.suggestion_id,
         triage=SuggestTriagePublic(
@@ -106,7 +106,7 @@ def _suggestion(outcome: SuggestOutcome) -> SuggestPublic:
             model_version=outcome.model_version,
             request_id=s.triage.request_id,
         ),
-        sources=[_source(source, cited) for source in s.sources],
+        sources=[_source(source, answering) for source in s.sources],
         draft=None
         if s.draft is None
         else DraftPublic(
@@ -156,8 +156,9 @@ async def suggest(
 async def suggest_feedback(
     body: SuggestFeedbackRequest, tenant: TenantDep, parts: PartsDep, copilot: CopilotDep
 ) -> SuggestFeedbackPublic:
-    if body.final_text is not None:
-        _check_length(body.final_text, parts, "final_text")
+    if body.final_text is not None:  # a reply may be longer than a customer's message, within reason
+        limit = max(parts.limits.max_text_length, 2 * parts.settings.copilot_max_draft_chars)
+        _check_length(body.final_text, parts, "final_text", limit)
     if body.verdict == "edited" and body.edit_distance is None and body.final_text is None:
         raise RequestValidationError(
             "an edited verdict needs edit_distance or final_text",
