@@ -182,13 +182,22 @@ def test_demo_trains_promotes_scores_and_serves_a_working_curl(home: Path) -> No
                     break
             output = "".join(lines)
             assert "serving until Ctrl-C" in output, output
-            curl = next(line.strip() for line in lines if line.strip().startswith("curl "))
+            curl, suggest = [line.strip() for line in lines if line.strip().startswith("curl ")]
             answer = subprocess.run(
                 ["bash", "-c", curl], capture_output=True, text=True, timeout=60, check=True
             )
             body = json.loads(answer.stdout)
             assert body["intent"] == "card_arrival"
             assert body["model_version"] == "1"
+            answer = subprocess.run(
+                ["bash", "-c", suggest], capture_output=True, text=True, timeout=60, check=True
+            )
+            suggestion = json.loads(answer.stdout)
+            assert suggestion["triage"]["intent"] == "card_arrival"
+            assert suggestion["draft"]["provider"] == "extractive"
+            cited = set(suggestion["draft"]["citations"])
+            assert cited
+            assert cited <= {s["number"] for s in suggestion["sources"] if s["kind"] == "article"}
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(timeout=30)
@@ -197,7 +206,15 @@ def test_demo_trains_promotes_scores_and_serves_a_working_curl(home: Path) -> No
     assert "deskpilot-triage@champion = models:/deskpilot-triage/1" in output
     assert "sam@example.com" in output, "the scored file keeps the caller's own text"
     assert "weather" in output
+    assert (
+        "9,999 tickets for tenant 'demo'" in output
+    )  # the dataset as resolved tickets, 4 repeated ids merged
+    assert "69 articles for tenant 'demo'" in output  # the bundled sample knowledge base
+    assert "draft (extractive): Thank you for getting in touch about card arrival." in output
+    assert "draft: none (no grounded answer: route to a person)" in output  # the weather question
+    assert "and suggested: Thank you for getting in touch about card arrival." in output
     again = run_cli("demo", "--family", "tfidf", "--no-serve", home=home)
     assert again.returncode == 0, again.stderr
     assert "already trained on this data as models:/deskpilot-triage/1; skipped" in again.stdout
     assert "demo complete" in again.stdout
+    assert "already built from these sources" in again.stdout  # the knowledge import is idempotent

@@ -27,7 +27,10 @@ class SimilarItemPublic(BaseModel):
     title: str | None = Field(default=None, description="An article's title.")
     intent: str | None = Field(default=None, description="A resolved ticket's final intent.")
     intents: list[str] = Field(default_factory=list, description="The intents an article answers.")
-    score: float = Field(description="Reciprocal-rank-fusion score: higher is more similar.")
+    score: float = Field(
+        description="Fused score of the two retrievers (by default 0.9 x cosine + 0.1 x BM25 relative to the "
+        "query's best): higher is more similar."
+    )
     ranks: RanksPublic
 
 

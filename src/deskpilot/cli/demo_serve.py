@@ -15,12 +15,23 @@ from deskpilot.config import Settings
 CHECK_TEXT = "My card still hasn't arrived, what should I do?"
 
 
-def curl_example(url: str, key: str) -> str:
-    body = json.dumps({"text": CHECK_TEXT, "id": "T-1001"})
+def curl_example(url: str, key: str, route: str = "/v1/triage") -> str:
+    body = json.dumps({"text": CHECK_TEXT, "id": "T-1001"} if route == "/v1/triage" else {"text": CHECK_TEXT})
     return (
-        f"curl -s {url}/v1/triage -H {shlex.quote('Authorization: Bearer ' + key)} "
+        f"curl -s {url}{route} -H {shlex.quote('Authorization: Bearer ' + key)} "
         f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
     )
+
+
+def _post(url: str, key: str, body: dict[str, object]) -> str:
+    request = urllib.request.Request(  # the standard library: a serving install has no HTTP client
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(response.read().decode())
 
 
 def serve_demo(settings: Settings, *, host: str, port: int, key: str) -> None:
@@ -43,23 +54,20 @@ def serve_demo(settings: Settings, *, host: str, port: int, key: str) -> None:
             time.sleep(0.1)
         if not server.started:
             return
-        request = urllib.request.Request(  # the standard library: a serving install has no HTTP client
-            f"{url}/v1/triage",
-            data=json.dumps({"text": CHECK_TEXT, "id": "T-1001"}).encode(),
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-            method="POST",
-        )
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                answer = response.read().decode()
+            answer = _post(f"{url}/v1/triage", key, {"text": CHECK_TEXT, "id": "T-1001"})
+            suggestion = json.loads(_post(f"{url}/v1/suggest", key, {"text": CHECK_TEXT}))
         except OSError as exc:  # urllib's URLError and HTTPError (4xx/5xx) are OSErrors
             typer.echo(f"the service started but did not answer: {exc}", err=True)
             server.should_exit = True
             return
         typer.echo(f"  service ready at {url} (OpenAPI: {url}/docs; logs: {log_path})")
         typer.echo(f"  it answered: {answer}")
+        draft = suggestion.get("draft") or {}
+        typer.echo(f"  and suggested: {draft.get('text') or suggestion.get('reason')}")
         typer.echo("  try it (the demo key is in .deskpilot/demo-key):")
         typer.echo(f"    {curl_example(url, key)}")
+        typer.echo(f"    {curl_example(url, key, '/v1/suggest')}")
         typer.echo("  serving until Ctrl-C")
 
     threading.Thread(target=announce, name="demo-announce", daemon=True).start()

@@ -21,6 +21,7 @@ from deskpilot.copilot.grounding import TriageView
 from deskpilot.copilot.suggest import Copilot, SearchIndex, Suggestion
 from deskpilot.data.pii import PiiRedactor
 from deskpilot.retrieval.items import KnowledgeItem
+from deskpilot.store.knowledge import Acceptance
 
 PII_SUFFIXES = (
     " You can reach me at jane.doe@example.com.",
@@ -107,6 +108,7 @@ async def evaluate_drafts(
     pii_every: int = 5,
     redactor: PiiRedactor | None = None,
     true_intents: Mapping[str, tuple[str, ...]] | None = None,
+    acceptance: Mapping[tuple[str, str], Acceptance] | None = None,
 ) -> DraftReport:
     """Run every query through :meth:`Copilot.suggest`; every ``pii_every``-th one carries PII.
     ``true_intents`` (item id → intents) judges citations when the index hides the items' labels."""
@@ -131,7 +133,7 @@ async def evaluate_drafts(
             text=redact(text),
             triage=TriageView(query.intent, 1.0, "auto"),
             index=index,
-            acceptance={},
+            acceptance=acceptance or {},
         )
         latencies.append((time.perf_counter() - started) * 1000.0)
         providers[suggestion.provider] = providers.get(suggestion.provider, 0) + 1

@@ -135,8 +135,9 @@ class DenseIndex:
             scores, labels = self.index.search(query, k, params=params)
         keep = labels[0] >= 0
         positions, values = labels[0][keep].astype(np.int64), scores[0][keep]
-        if positions.size < k and allowed is not None:
-            return self._exact_subset(query[0], k, np.flatnonzero(allowed))
+        if positions.size < k:  # the graph walk ran out of (allowed) neighbours: answer exactly instead
+            rows = np.arange(total) if allowed is None else np.flatnonzero(allowed)
+            return self._exact_subset(query[0], k, rows)
         return positions, values
 
     def _exact_subset(self, query: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

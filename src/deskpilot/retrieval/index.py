@@ -193,14 +193,14 @@ class RetrievalIndex:
             lexical_top = ranked["lexical"][0][1] if ranked.get("lexical") else 1.0
             fused = convex_fusion(
                 ranked,
-                _complete_scores(partition, keys, vector, lexical_scores),
+                _complete_scores(partition, keys, ranked, vector, lexical_scores),
                 weights=params.weights(),
                 scales={"lexical": lexical_top},
                 limit=k,
             )
         else:
             fused = reciprocal_rank_fusion(ranked, k=params.rrf_k, weights=params.weights(), limit=k)
-        complete = _complete_scores(partition, [entry.key for entry in fused], vector, lexical_scores)
+        complete = _complete_scores(partition, [entry.key for entry in fused], ranked, vector, lexical_scores)
         return [
             Hit(
                 item=partition.items[partition.positions[entry.key]],
@@ -261,17 +261,31 @@ def _by_score_then_id(
 
 
 def _complete_scores(
-    partition: Partition, keys: Sequence[str], vector: np.ndarray | None, lexical_scores: np.ndarray | None
+    partition: Partition,
+    keys: Sequence[str],
+    ranked: Mapping[str, Sequence[tuple[str, float]]],
+    vector: np.ndarray | None,
+    lexical_scores: np.ndarray | None,
 ) -> dict[str, dict[str, float]]:
-    """Each retriever's score of each of ``keys``, also where that retriever did not rank the item: the
-    cosine from the stored vectors, the BM25 score from the query's full score vector (0: no shared term)."""
-    positions = np.array([partition.positions[key] for key in keys], dtype=np.int64)
+    """Each retriever's score of each of ``keys``: the score its list ranked the item by, or where the item is
+    not in its list, the cosine from the stored vectors and the BM25 score from the query's full score vector
+    (0: no shared term)."""
     out: dict[str, dict[str, float]] = {}
-    if vector is not None:
-        cosines = np.asarray(partition.vectors[positions], dtype=np.float32) @ vector.astype(np.float32)
-        out["dense"] = dict(zip(keys, cosines.tolist(), strict=True))
-    if lexical_scores is not None:
-        out["lexical"] = dict(zip(keys, lexical_scores[positions].tolist(), strict=True))
+    for name, available in (("dense", vector is not None), ("lexical", lexical_scores is not None)):
+        if not available:
+            continue
+        listed = dict(ranked.get(name, ()))
+        missing = [key for key in keys if key not in listed]
+        if missing:
+            positions = np.array([partition.positions[key] for key in missing], dtype=np.int64)
+            if name == "dense" and vector is not None:
+                values = np.asarray(partition.vectors[positions], dtype=np.float32) @ vector.astype(
+                    np.float32
+                )
+            elif lexical_scores is not None:
+                values = lexical_scores[positions]
+            listed.update(zip(missing, values.tolist(), strict=True))
+        out[name] = {key: listed[key] for key in keys}
     return out
 
 

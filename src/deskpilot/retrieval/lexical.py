@@ -106,13 +106,23 @@ class LexicalIndex:
 def top_k(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Positions and scores of the ``k`` best positive scores among ``allowed`` rows, best first.
 
-    Ties are broken by position here; the fused ranking breaks them again by item id.
+    Selecting among all rows costs more than scoring them (argpartition of 100k floats: ~1 ms), so rows are
+    first cut to those above half (then a quarter) of the best score, which still holds the top ``k`` when
+    at least ``k`` rows pass. Ties are broken by position (also at the cut); fusion breaks them again by id.
     """
     if allowed is not None:
         scores = np.where(allowed, scores, 0.0)
-    candidates = np.flatnonzero(scores > 0.0)
+    best = float(scores.max()) if scores.size else 0.0
+    candidates = np.zeros(0, dtype=np.int64)
+    if best > 0.0:
+        for fraction in (0.5, 0.25, 0.0):
+            candidates = np.flatnonzero(scores > best * fraction)
+            if candidates.size >= k:
+                break
     if candidates.size > k:
-        candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
-    order = np.lexsort((candidates, -scores[candidates]))
-    chosen = candidates[order]
+        values = scores[candidates]
+        kth = -np.partition(-values, k - 1)[k - 1]
+        above = candidates[values > kth]
+        candidates = np.concatenate([above, candidates[values == kth][: k - above.size]])
+    chosen = candidates[np.lexsort((candidates, -scores[candidates]))]
     return chosen, scores[chosen]

@@ -124,7 +124,8 @@ def _reading(path: Path) -> Iterator[None]:
     except FileNotFoundError as exc:
         raise ArtifactError(f"index file missing: {path}") from exc
     except Exception as exc:  # json, numpy, faiss and bm25s each fail in their own way
-        raise ArtifactError(f"index file unreadable: {path}: {exc}") from exc
+        reason = str(exc).strip().split("\n")[0].split(". ")[0][:200] or type(exc).__name__
+        raise ArtifactError(f"index file unreadable: {path}: {reason}") from exc
 
 
 def _item(data: Mapping[str, Any]) -> KnowledgeItem:

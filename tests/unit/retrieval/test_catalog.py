@@ -4,6 +4,7 @@ encoder travels with the index, a failed publish leaves nothing behind, and dama
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,18 @@ def test_a_failed_publish_leaves_no_version_and_current_unchanged(
     assert [p.name for p in (published.root / "versions").iterdir()] == ["000001"]
 
 
+def test_concurrent_publishers_get_distinct_versions(published: IndexCatalog, index: RetrievalIndex) -> None:
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        numbers = sorted(
+            pool.map(lambda n: published.publish(index, sources_digest=f"d{n}").version, range(3))
+        )
+    assert numbers == [2, 3, 4]
+    assert [v.version for v in published.versions()] == [1, 2, 3, 4]
+    assert sorted(v.sources_digest for v in published.versions()[1:]) == ["d0", "d1", "d2"]
+    assert published.current_version() in {2, 3, 4}
+    assert not [p for p in (published.root / "versions").iterdir() if p.name.startswith(".")]
+
+
 def test_an_empty_catalog_has_no_version(tmp_path: Path) -> None:
     catalog = IndexCatalog(tmp_path / "none")
     assert catalog.current_version() is None
@@ -158,6 +171,11 @@ def _version_dir(catalog: IndexCatalog) -> Path:
     return catalog.root / "versions" / "000001"
 
 
+def _rewrite_manifest(version: Path, **changes: object) -> None:
+    path = version / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), **changes}), encoding="utf-8")
+
+
 @pytest.mark.parametrize(
     ("damage", "named"),
     [
@@ -166,6 +184,7 @@ def _version_dir(catalog: IndexCatalog) -> Path:
             lambda v: (v / "manifest.json").write_text(json.dumps({"version": 1}), encoding="utf-8"),
             "manifest.json",
         ),
+        (lambda v: _rewrite_manifest(v, format=99), "manifest.json"),
         (lambda v: (v / "p0000" / "vectors.npy").unlink(), "p0000/vectors.npy"),
         (lambda v: (v / "p0000" / "items.jsonl").write_text("{}\n", encoding="utf-8"), "p0000/items.jsonl"),
         (lambda v: (v / "p0001" / "dense.faiss").write_bytes(b"\0" * 64), "p0001/dense.faiss"),
@@ -174,6 +193,7 @@ def _version_dir(catalog: IndexCatalog) -> Path:
     ids=[
         "manifest-garbage",
         "manifest-incomplete",
+        "manifest-format",
         "vectors-missing",
         "items-corrupt",
         "hnsw-corrupt",

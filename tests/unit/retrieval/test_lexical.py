@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from deskpilot.retrieval.lexical import LexicalIndex, LexicalParams, light_stem, tokenize, top_k
 
@@ -57,3 +58,18 @@ def test_save_and_load_score_the_same(tmp_path: Path) -> None:
     loaded = LexicalIndex.load(tmp_path / "bm25", params, 3)
     np.testing.assert_array_equal(loaded.scores("charges"), index.scores("charges"))
     assert LexicalParams.from_dict(params.to_dict()) == params
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_top_k_equals_a_full_sort(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    scores = np.where(rng.random(2000) < 0.6, 0.0, rng.pareto(2.0, 2000)).astype(np.float32)
+    scores[rng.choice(2000, 30)] = scores.max()  # ties at the top
+    allowed = rng.random(2000) < 0.5
+    for k in (1, 20, 500):
+        for mask in (None, allowed):
+            masked = scores if mask is None else np.where(mask, scores, 0.0)
+            expected = sorted((i for i in range(2000) if masked[i] > 0), key=lambda i: (-masked[i], i))[:k]
+            positions, values = top_k(scores, k, mask)
+            assert positions.tolist() == expected
+            np.testing.assert_array_equal(values, masked[expected])

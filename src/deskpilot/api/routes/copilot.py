@@ -73,7 +73,7 @@ def _item(hit: Hit) -> dict[str, object]:
     "/similar",
     response_model=SimilarPublic,
     summary="Similar resolved tickets and help articles",
-    description="Hybrid retrieval (embeddings + BM25, reciprocal-rank fused) over the caller's tenant only.",
+    description="Hybrid retrieval (embeddings and BM25, fused) over the caller's tenant only.",
 )
 async def similar(
     body: SimilarRequest, tenant: TenantDep, parts: PartsDep, copilot: CopilotDep
