@@ -407,14 +407,20 @@ def test_purge_and_erase_delete_the_same_rows_as_the_memory_store(store: SqlStor
     cutoff = T0 - timedelta(days=30)
     purged = store.purge(cutoff, batch=batch)
     assert purged == memory.purge(cutoff)
-    assert purged.to_dict() == {"decisions": 2, "feedback": 1, "shadow": 2}
+    assert purged.to_dict() == {"decisions": 2, "feedback": 1, "shadow": 2, "suggestions": 0, "knowledge": 0}
     assert store.purge(cutoff).total == 0
     in_globex = store.erase_ticket(["T-1"], tenant="globex")
-    assert in_globex.to_dict() == {"decisions": 1, "feedback": 0, "shadow": 1}
+    assert in_globex.to_dict() == {
+        "decisions": 1,
+        "feedback": 0,
+        "shadow": 1,
+        "suggestions": 0,
+        "knowledge": 0,
+    }
     memory.erase_ticket(["T-1"], tenant="globex")
     erased = store.erase_ticket(["T-1", "T-9"])
     assert erased == memory.erase_ticket(["T-1", "T-9"])
-    assert erased.to_dict() == {"decisions": 1, "feedback": 1, "shadow": 1}
+    assert erased.to_dict() == {"decisions": 1, "feedback": 1, "shadow": 1, "suggestions": 0, "knowledge": 0}
     assert store.erase_ticket([]).total == 0
     for tenant in ("acme", "globex"):
         assert store.decisions(tenant) == memory.decisions(tenant)

@@ -157,7 +157,13 @@ def test_the_runtime_role_can_append_but_never_rewrite_the_audit_log(
         store.add_feedback("acme", "r2", "lost_card")
         store.add_feedback("acme", "r2", "card_arrival")
         assert store.purge(OLD + timedelta(days=1)).decisions == 1
-        assert store.erase_ticket(["T-2"]).to_dict() == {"decisions": 1, "feedback": 1, "shadow": 1}
+        assert store.erase_ticket(["T-2"]).to_dict() == {
+            "decisions": 1,
+            "feedback": 1,
+            "shadow": 1,
+            "suggestions": 0,
+            "knowledge": 0,
+        }
     finally:
         store.close()
     assert run_cli("audit", "verify", home=tmp_path).returncode == 0
@@ -400,6 +406,8 @@ def test_purge_deletes_what_is_older_than_the_date_with_its_feedback_and_audits_
         "decisions": 2,
         "feedback": 1,
         "shadow": 1,
+        "suggestions": 0,
+        "knowledge": 0,
     }
     assert run_cli("audit", "verify", home=tmp_path).returncode == 0
 
@@ -447,7 +455,13 @@ def test_erase_can_be_limited_to_a_tenant_and_matches_the_form_the_service_store
     settings = seeded(tmp_path)
     only = run_cli("store", "erase", "--ticket-id", "T-4242", "--tenant", "globex", "--json", home=tmp_path)
     assert only.returncode == 0, only.stderr
-    assert json.loads(only.stdout)["deleted"] == {"decisions": 1, "feedback": 0, "shadow": 0}
+    assert json.loads(only.stdout)["deleted"] == {
+        "decisions": 1,
+        "feedback": 0,
+        "shadow": 0,
+        "suggestions": 0,
+        "knowledge": 0,
+    }
     assert ("acme", "new-1") in remaining(settings, "decisions")
 
     # An e-mail address as ticket id: the service stores it redacted, shared with every such ticket, so
@@ -476,7 +490,7 @@ def test_the_retention_task_purges_and_audits_only_what_it_deleted() -> None:
     task = RetentionTask(store, AuditRecorder(log, actor="svc"), days=30, interval_s=3600, first_delay_s=0)
     deleted = task.run_once()
     assert deleted is not None
-    assert deleted.to_dict() == {"decisions": 1, "feedback": 0, "shadow": 1}
+    assert deleted.to_dict() == {"decisions": 1, "feedback": 0, "shadow": 1, "suggestions": 0, "knowledge": 0}
     assert task.run_once() == deleted.__class__()
     (entry,) = log.entries()
     assert (entry.action, entry.actor, entry.payload["retention_days"]) == ("store_purge", "svc", 30)

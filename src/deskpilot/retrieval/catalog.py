@@ -263,6 +263,21 @@ class IndexCatalog:
             return number
         raise ArtifactError(f"could not claim a version number under {self.versions_dir}")
 
+    def remove_all_but_current(self) -> list[int]:
+        """Delete every version but the current one (an erasure must not survive in an older version);
+        returns the numbers removed."""
+        current = self.current_version()
+        removed = [n for n in self._numbers() if n != current]
+        for number in removed:
+            shutil.rmtree(self._path(number))
+        return removed
+
+    def clear(self) -> None:
+        """Delete every version and the ``CURRENT`` pointer (the sources are gone)."""
+        (self.root / CURRENT_FILE).unlink(missing_ok=True)
+        for number in self._numbers():
+            shutil.rmtree(self._path(number))
+
     def _numbers(self) -> list[int]:
         if not self.versions_dir.is_dir():
             return []

@@ -224,15 +224,27 @@ class DeletedRows:
     decisions: int = 0
     feedback: int = 0
     shadow: int = 0
+    suggestions: int = 0  # reply suggestions (with their verdicts), by age or of the erased decisions
+    knowledge: int = 0  # knowledge items (resolved tickets) erased by their id
 
     @property
     def total(self) -> int:
-        return self.decisions + self.feedback + self.shadow
+        return self.decisions + self.feedback + self.shadow + self.suggestions + self.knowledge
 
     def __add__(self, other: DeletedRows) -> DeletedRows:
         return DeletedRows(
-            self.decisions + other.decisions, self.feedback + other.feedback, self.shadow + other.shadow
+            self.decisions + other.decisions,
+            self.feedback + other.feedback,
+            self.shadow + other.shadow,
+            self.suggestions + other.suggestions,
+            self.knowledge + other.knowledge,
         )
 
     def to_dict(self) -> dict[str, int]:
-        return {"decisions": self.decisions, "feedback": self.feedback, "shadow": self.shadow}
+        return {
+            "decisions": self.decisions,
+            "feedback": self.feedback,
+            "shadow": self.shadow,
+            "suggestions": self.suggestions,
+            "knowledge": self.knowledge,
+        }

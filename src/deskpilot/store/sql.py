@@ -24,7 +24,14 @@ from deskpilot.store.records import (
     ShadowRecord,
     utc_now,
 )
-from deskpilot.store.tables import decisions, feedback, shadow_decisions
+from deskpilot.store.tables import (
+    decisions,
+    feedback,
+    kb_items,
+    shadow_decisions,
+    suggestion_feedback,
+    suggestions,
+)
 
 PURGE_BATCH = 2000  # decisions per transaction of a purge
 _IN_CHUNK = 500  # keys per IN list: well under SQLite's limit on bound parameters
@@ -225,6 +232,10 @@ class SqlStore(DecisionStore):
                         done += DeletedRows(shadow=gone)
                 if len(chunk) < batch:
                     break
+            with self._engine.begin() as conn:
+                self._secure_delete(conn)
+                old = self._delete_suggestions(conn, suggestions.c.created_at < before)
+                done += DeletedRows(suggestions=old)
         return done
 
     def erase_ticket(self, ticket_ids: Sequence[str], *, tenant: str | None = None) -> DeletedRows:
@@ -238,6 +249,10 @@ class SqlStore(DecisionStore):
             self._check_schema(conn)
             self._secure_delete(conn)
             done = self._delete_decisions(conn, conn.execute(query).all(), shadow=True)
+            items = sa.delete(kb_items).where(kb_items.c.item_id.in_(list(ticket_ids)))
+            if tenant is not None:
+                items = items.where(kb_items.c.tenant == tenant)
+            done += DeletedRows(knowledge=conn.execute(items).rowcount)
         if self._url.get_backend_name() == "sqlite":
             # Old page versions stay in the write-ahead log until a checkpoint copies them back.
             with translated("erasing a ticket", self._url), self._engine.connect() as conn:
@@ -306,7 +321,7 @@ class SqlStore(DecisionStore):
         self, conn: Connection, rows: Sequence[sa.Row[Any]], *, shadow: bool
     ) -> DeletedRows:
         """Delete decisions (by id) with their feedback, and with ``shadow`` the shadow answers to them."""
-        d, f, s = decisions, feedback, shadow_decisions
+        d, f, s, g = decisions, feedback, shadow_decisions, suggestions
         done = DeletedRows()
         for start in range(0, len(rows), _IN_CHUNK):
             chunk = rows[start : start + _IN_CHUNK]
@@ -317,9 +332,17 @@ class SqlStore(DecisionStore):
                 if shadow
                 else 0
             )
+            gone_suggestions = self._delete_suggestions(conn, sa.tuple_(g.c.tenant, g.c.request_id).in_(keys))
             gone = conn.execute(sa.delete(d).where(d.c.id.in_([row.id for row in chunk])))
-            done += DeletedRows(gone.rowcount, gone_feedback.rowcount, gone_shadow)
+            done += DeletedRows(gone.rowcount, gone_feedback.rowcount, gone_shadow, gone_suggestions)
         return done
+
+    def _delete_suggestions(self, conn: Connection, where: Any) -> int:
+        """Delete the suggestions ``where`` selects, their verdicts first."""
+        g, v = suggestions, suggestion_feedback
+        chosen = sa.select(g.c.tenant, g.c.suggestion_id).where(where)
+        conn.execute(sa.delete(v).where(sa.tuple_(v.c.tenant, v.c.suggestion_id).in_(chosen)))
+        return int(conn.execute(sa.delete(g).where(where)).rowcount)
 
     def _secure_delete(self, conn: Connection) -> None:
         """On SQLite, overwrite deleted rows instead of leaving them in free pages of the file."""

@@ -189,6 +189,26 @@ def build_index(
     return BuildResult(mode, version, encoded, seconds)
 
 
+def reindex_after_erasure(settings: Settings, store: KnowledgeStore | None = None) -> BuildResult | None:
+    """Rebuild the index from the store after items were erased from it, then delete every older version,
+    so that no published version still holds them; ``None`` when nothing is left to index."""
+    catalog = IndexCatalog(settings.resolved_kb_dir)
+    if catalog.current_version() is None:
+        return None
+    own = store is None
+    kb = store or knowledge_store(settings)
+    try:
+        if not kb.kb_items():
+            catalog.clear()
+            return None
+        result = build_index(settings, kb, full=True)
+    finally:
+        if own:
+            kb.close()
+    catalog.remove_all_but_current()
+    return result
+
+
 def redact_items(items: Sequence[KnowledgeItem]) -> tuple[list[KnowledgeItem], Counter[str]]:
     """Every text field redacted before anything is stored or indexed."""
     redactor = PiiRedactor()

@@ -124,14 +124,20 @@ def erase(
     audit: AuditRecorder | None = None,
     store: DecisionStore | None = None,
 ) -> Erased:
-    """Delete every decision of ``ticket_id`` (in ``tenant``, or in every tenant), with its feedback and
-    shadow answers, and audit it with a keyed hash of the id and the counts."""
+    """Delete every decision of ``ticket_id`` (in ``tenant``, or in every tenant), with its feedback, shadow
+    answers and reply suggestions, and the resolved ticket of that id in the knowledge base (the retrieval
+    index is rebuilt without it and its older versions deleted); audit it with a keyed hash of the id and the
+    counts."""
     forms, unmatched = stored_ticket_forms(ticket_id)
     audit = audit or open_audit(settings)
     audit.ready(AuditAction.STORE_ERASE)
     key_id, digest = keyed_digest(settings, TICKET_DIGEST, ticket_id)
     with _store(settings, store) as opened:
         deleted = opened.erase_ticket(forms, tenant=tenant)
+    if deleted.knowledge:  # erased resolved tickets must leave the retrieval index, every version of it
+        from deskpilot.workflows.knowledge import reindex_after_erasure
+
+        reindex_after_erasure(settings)
     payload: dict[str, object] = {
         "ticket_id_hmac": digest,
         "key_id": key_id,
