@@ -175,7 +175,9 @@ def exported_series(text: str) -> tuple[set[str], dict[str, dict[str, set[str]]]
 
 
 def test_every_metric_and_label_the_rules_use_is_exported(trained: TrainedHome) -> None:
-    with running(settings_for(trained)) as server:
+    # an LLM endpoint is configured (never called here), so the gateway's series exist for its providers
+    llm = {"llm_base_url": "http://127.0.0.1:9/v1", "llm_model": "any"}
+    with running(settings_for(trained, **llm)) as server:
         with server.client(ACME_KEY) as client:
             assert client.post("/v1/triage", json={"text": "my card has not arrived"}).status_code == 200
         with server.client("not-a-key-0123456789") as client:

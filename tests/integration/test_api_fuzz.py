@@ -16,17 +16,26 @@ from pathlib import Path
 
 import pytest
 
+from deskpilot.workflows.knowledge import KbImportRequest, import_knowledge
+from tests.helpers import bundled_subset
 from tests.integration.api_fixtures import ACME_KEY, running, settings_for, trained_home
+from tests.integration.copilot.kb_fixtures import link_encoder
 from tests.live_server import LiveServer
 
 MAX_EXAMPLES = 40
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, encoder_cache: Path) -> Iterator[LiveServer]:
     trained = trained_home(tmp_path_factory.mktemp("fuzz") / "home", versions=1)
+    # a knowledge index, so that the copilot's routes are fuzzed past their 503 "no index yet"
+    link_encoder(trained.home, encoder_cache)
+    tickets = trained.home / "kb-tickets.csv"
+    bundled_subset(labels=3, per_label=5).to_csv(tickets, index=False)
+    settings = settings_for(trained, rate_limit_per_s=0, reload_interval_s=0, kb_reload_interval_s=0)
+    import_knowledge(settings, KbImportRequest(tickets, "acme", "tickets"))
     # no rate limit: the fuzzer would otherwise spend its examples on 429s
-    with running(settings_for(trained, rate_limit_per_s=0, reload_interval_s=0)) as live:
+    with running(settings) as live:
         yield live
 
 

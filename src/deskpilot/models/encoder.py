@@ -18,7 +18,6 @@ from pathlib import Path
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
-import onnxruntime as ort
 from tokenizers import Tokenizer
 
 ENCODER_FILE = "encoder.onnx"
@@ -48,6 +47,8 @@ class OnnxSentenceEncoder:
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=max_length)
+        import onnxruntime as ort  # with the first encoder: importing it writes a file to TMPDIR
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from deskpilot.copilot.gateway.base import Completion, FailureKind
@@ -9,6 +11,16 @@ from deskpilot.service.metrics import LATENCY_BUCKETS
 
 VERDICTS = ("accepted", "edited", "rejected")
 OUTCOMES = ("draft", "no_draft")
+GUARD_FLAGS = (
+    "unsupported",
+    "uncited",
+    "bad_citation",
+    "prompt_leak",
+    "pii_redacted",
+    "truncated",
+    "no_supported_claim",
+    "no_answer",
+)  # the flags the output guard sets (besides blocked_topic:NAME, named by the template)
 
 
 class CopilotMetrics:
@@ -74,6 +86,10 @@ class CopilotMetrics:
         )
         for verdict in VERDICTS:
             self.feedback.labels(verdict)
+        for outcome in OUTCOMES:
+            self.suggestions.labels("extractive", outcome)
+        for flag in GUARD_FLAGS:
+            self.guard_flags.labels(flag)
         self.record_failures = Counter(
             "deskpilot_copilot_record_failures_total",
             "Suggestions that could not be written to the store (the agent still got them).",
@@ -97,8 +113,17 @@ class CopilotMetrics:
 class GatewayMetrics:
     """The model gateway's events as Prometheus samples (a ``GatewayObserver``): every try, retried or not."""
 
-    def __init__(self, metrics: CopilotMetrics) -> None:
+    def __init__(self, metrics: CopilotMetrics, providers: Sequence[str] = ()) -> None:
         self.metrics = metrics
+        for provider in providers:  # every series an alert reads exists from the start, at 0
+            metrics.llm_calls.labels(provider)
+            metrics.llm_cache_hits.labels(provider)
+            metrics.llm_cost.labels(provider)
+            metrics.suggestions.labels(provider, "draft")
+            for kind in FailureKind:
+                metrics.llm_failures.labels(provider, kind.value)
+            for direction in ("prompt", "completion"):
+                metrics.llm_tokens.labels(provider, direction)
 
     def on_request(self) -> None:
         return None

@@ -209,7 +209,9 @@ class ServingStack:
         self._own_knowledge = None if given.knowledge is not None else _knowledge(url)
         knowledge = given.knowledge or self._own_knowledge
         assert knowledge is not None
-        observer = GatewayMetrics(self.copilot_metrics)
+        llm = gateway_config(settings)
+        providers = [] if llm is None else [p.name for p in llm.providers]
+        observer = GatewayMetrics(self.copilot_metrics, providers)
         copilot, self._gateway = build_copilot(settings, self.redactor, knowledge, [observer])
         metrics = self.copilot_metrics
 
