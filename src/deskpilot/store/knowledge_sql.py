@@ -7,13 +7,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from deskpilot.errors import StoreNotFoundError
 from deskpilot.retrieval.items import KnowledgeItem
-from deskpilot.store import migrate
-from deskpilot.store.engine import make_engine, parse_url, safe_url, translated
+from deskpilot.store.engine import translated
 from deskpilot.store.knowledge import (
     Acceptance,
     BudgetUsage,
@@ -24,24 +22,14 @@ from deskpilot.store.knowledge import (
     Verdict,
 )
 from deskpilot.store.records import utc_now
+from deskpilot.store.sql_base import SqlBacked
 from deskpilot.store.tables import kb_items, llm_budget, suggestion_feedback, suggestions
 
 _IN_CHUNK = 500
 
 
-class SqlKnowledgeStore(KnowledgeStore):
+class SqlKnowledgeStore(SqlBacked, KnowledgeStore):
     """Constructing one never connects; the first call checks the schema revision once."""
-
-    def __init__(self, url: str, *, busy_timeout_s: float = 5.0, connect_timeout_s: int = 5) -> None:
-        self._url = parse_url(url)
-        self._engine = make_engine(url, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s)
-        dialect = postgresql if self._url.get_backend_name() == "postgresql" else sqlite
-        self._insert: Any = dialect.insert
-        self._schema_checked = False
-
-    @property
-    def url(self) -> str:
-        return safe_url(self._url)
 
     def upsert_items(self, items: Sequence[KnowledgeItem]) -> ImportCounts:
         if not items:
@@ -274,15 +262,6 @@ class SqlKnowledgeStore(KnowledgeStore):
             .values(tenant=tenant, period=period, **zero)
             .on_conflict_do_nothing(index_elements=["tenant", "period"])
         )
-
-    def close(self) -> None:
-        self._engine.dispose()
-
-    def _check_schema(self, conn: Connection) -> None:
-        if self._schema_checked:
-            return
-        migrate.require_head(conn, self.url)
-        self._schema_checked = True
 
 
 def _at_least_zero(value: Any) -> Any:

@@ -7,15 +7,14 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from deskpilot.domain import Route
 from deskpilot.errors import StoreNotFoundError
-from deskpilot.store import migrate, sql_reads
+from deskpilot.store import sql_reads
 from deskpilot.store.base import MAX_PAGE, DecisionStore, DeletedRows, ReviewedPage, check_page
 from deskpilot.store.columns import MONITOR_PAGE, ColumnsBuilder, DecisionColumns
-from deskpilot.store.engine import make_engine, parse_url, safe_url, sqlite_file_problem, translated
+from deskpilot.store.engine import sqlite_file_problem, translated
 from deskpilot.store.records import (
     DecisionRecord,
     FeedbackRecord,
@@ -24,6 +23,7 @@ from deskpilot.store.records import (
     ShadowRecord,
     utc_now,
 )
+from deskpilot.store.sql_base import SqlBacked
 from deskpilot.store.tables import (
     decisions,
     feedback,
@@ -37,21 +37,9 @@ PURGE_BATCH = 2000  # decisions per transaction of a purge
 _IN_CHUNK = 500  # keys per IN list: well under SQLite's limit on bound parameters
 
 
-class SqlStore(DecisionStore):
+class SqlStore(SqlBacked, DecisionStore):
     """Constructing one never connects, so that a service can start while its database is down; the
     first call that reaches the database checks the schema revision (once) and :meth:`ping` always does."""
-
-    def __init__(self, url: str, *, busy_timeout_s: float = 5.0, connect_timeout_s: int = 5) -> None:
-        self._url = parse_url(url)
-        self._engine = make_engine(url, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s)
-        dialect = postgresql if self._url.get_backend_name() == "postgresql" else sqlite
-        self._insert: Any = dialect.insert
-        self._schema_checked = False
-
-    @property
-    def url(self) -> str:
-        """The database URL with any password hidden, for logs and status pages."""
-        return safe_url(self._url)
 
     def write_decisions(self, records: Sequence[DecisionRecord]) -> None:
         if not records:
@@ -201,9 +189,6 @@ class SqlStore(DecisionStore):
         with translated("checking the connection", self._url), self._engine.connect() as conn:
             self._check_schema(conn)
 
-    def close(self) -> None:
-        self._engine.dispose()
-
     def purge(self, before: datetime, *, batch: int = PURGE_BATCH) -> DeletedRows:
         d, s = decisions, shadow_decisions
         done = DeletedRows()
@@ -348,12 +333,6 @@ class SqlStore(DecisionStore):
         """On SQLite, overwrite deleted rows instead of leaving them in free pages of the file."""
         if self._url.get_backend_name() == "sqlite":
             conn.exec_driver_sql("PRAGMA secure_delete=ON")
-
-    def _check_schema(self, conn: Connection) -> None:
-        if self._schema_checked:
-            return
-        migrate.require_head(conn, self.url)
-        self._schema_checked = True
 
 
 def _decision_row(record: DecisionRecord) -> dict[str, Any]:
