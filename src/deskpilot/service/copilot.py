@@ -23,7 +23,6 @@ from deskpilot.data.pii import PiiRedactor
 from deskpilot.domain import Ticket
 from deskpilot.errors import (
     DecisionPendingError,
-    DeskPilotError,
     KnowledgeIndexUnavailableError,
     NotFoundError,
     StoreError,
@@ -91,8 +90,15 @@ class IndexHolder:
         with self._lock:
             try:
                 version = self.source.current_version()
-            except DeskPilotError as exc:  # an unreadable CURRENT must not stop the server (or its triage)
+            except Exception as exc:  # an unreadable CURRENT must not stop the server (or its triage)
                 logger.error("cannot read the retrieval index pointer: %s", exc)
+                return
+            if version is None and self._loaded is not None:
+                # the catalog was cleared (its last items were erased): serve nothing rather than them
+                logger.warning(
+                    "the retrieval index catalog is empty: version %s unloaded", self._loaded.version
+                )
+                self._loaded = None
                 return
             if version is None or version == self._failed:
                 return
@@ -100,7 +106,7 @@ class IndexHolder:
                 return
             try:
                 index = self.source.load(version)
-            except DeskPilotError as exc:
+            except Exception as exc:  # corrupt, unreadable or incompatible: the loaded version keeps serving
                 self._failed = version
                 logger.error("retrieval index version %s failed to load: %s", version, exc)
                 if self._on_failed is not None:
