@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
 import stat
@@ -430,7 +431,8 @@ def test_erase_removes_a_ticket_everywhere_and_the_audit_keeps_no_trace_of_its_i
 
     (entry,) = audit_entries(tmp_path)
     assert entry["action"] == AuditAction.STORE_ERASE
-    dumped = json.dumps(entry)
+    # the entry's hashes, MAC and keyed digest are random-looking hex that may contain "4242" by chance
+    dumped = re.sub(r"\b[0-9a-f]{32,}\b", "<hex>", json.dumps(entry))
     for personal in ("T-4242", "jane", "4242"):
         assert personal not in dumped
     payload = entry["payload"]
