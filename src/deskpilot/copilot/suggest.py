@@ -183,6 +183,7 @@ class Copilot:
             config=self.policy,
         )
         attempts: list[str] = []
+        rejected: tuple[str, ...] = ()  # what the guard found in an LLM answer it rejected whole
         if policy.use_llm and self.gateway is not None:
             outcome = await self._llm(tenant, text, triage, candidates, guard, pools, attempts)
             if outcome is not None and outcome.usable:
@@ -195,13 +196,15 @@ class Copilot:
                     completion_tokens=c.completion_tokens,
                     cost_usd=c.cost_usd,
                 )
+                rejected = tuple(f"llm_{flag}" for flag in outcome.guarded.flags)
         draft = await asyncio.to_thread(
             extractive_draft, self.template, triage, encoded, candidates, vectors, self.grounding
         )
         if draft is None:
-            return replace(base, attempts=tuple(attempts), flags=("no_close_sentence",))
+            return replace(base, attempts=tuple(attempts), flags=(*rejected, "no_close_sentence"))
         guarded = await asyncio.to_thread(guard.check, draft, pools, self.template.frame(triage.intent))
-        return _finish(base, triage, guarded, EXTRACTIVE, policy, attempts)
+        done = _finish(base, triage, guarded, EXTRACTIVE, policy, attempts)
+        return replace(done, flags=(*rejected, *done.flags)) if rejected else done
 
     def _retrieve(
         self, index: SearchIndex, tenant: str, text: str, triage: TriageView, query: np.ndarray | None

@@ -235,6 +235,7 @@ def test_an_answer_the_guard_rejects_whole_falls_back_to_the_extractive_draft(in
     assert f"{DELIVERY[:-1]} [1]." in found.draft.text
     assert found.attempts == ("openai: every sentence failed the guard",)
     assert found.cost_usd == 0.0021  # the rejected call was still paid for
+    assert "llm_unsupported" in found.flags  # what the guard found in it reaches the metrics
 
 
 def test_no_answer_from_the_llm_is_no_draft(index: RetrievalIndex) -> None:
