@@ -31,7 +31,7 @@ class FakeCatalog:
 
 def test_a_new_version_swaps_in_and_an_unchanged_one_is_not_reloaded() -> None:
     catalog, loaded = FakeCatalog(), []
-    holder = IndexHolder(catalog, 0, on_loaded=loaded.append)
+    holder = IndexHolder(catalog, on_loaded=loaded.append)
     holder.refresh()
     assert holder.loaded is None
     catalog.current = 1
@@ -44,7 +44,7 @@ def test_a_new_version_swaps_in_and_an_unchanged_one_is_not_reloaded() -> None:
 
 def test_a_version_that_fails_to_load_never_replaces_the_one_serving_and_is_not_retried() -> None:
     catalog, failed = FakeCatalog(), []
-    holder = IndexHolder(catalog, 0, on_failed=lambda version, error: failed.append(version))
+    holder = IndexHolder(catalog, on_failed=lambda version, error: failed.append(version))
     catalog.current = 1
     holder.refresh()
     catalog.current, catalog.broken = 2, {2}
@@ -61,7 +61,7 @@ def test_a_version_that_fails_to_load_never_replaces_the_one_serving_and_is_not_
 
 def test_an_unreadable_pointer_or_an_unexpected_error_keeps_the_server_up() -> None:
     catalog = FakeCatalog()
-    holder = IndexHolder(catalog, 0)
+    holder = IndexHolder(catalog)
     catalog.pointer_error = OSError("permission denied")
     holder.refresh()  # logged, not raised
     catalog.pointer_error = None
@@ -72,10 +72,11 @@ def test_an_unreadable_pointer_or_an_unexpected_error_keeps_the_server_up() -> N
 
 
 def test_an_emptied_catalog_unloads_the_index_so_erased_items_are_not_served() -> None:
-    catalog = FakeCatalog()
-    holder = IndexHolder(catalog, 0)
+    catalog, unloaded = FakeCatalog(), []
+    holder = IndexHolder(catalog, on_unloaded=lambda: unloaded.append(True))
     catalog.current = 1
     holder.refresh()
     catalog.current = None  # every version deleted after the last items were erased
     holder.refresh()
     assert holder.loaded is None
+    assert unloaded == [True]  # the version gauge goes back to 0

@@ -184,10 +184,16 @@ def erase_command(
             err=True,
         )
     _audited(done.audit, done.audit_error)
+    if done.reindex_error is not None:
+        typer.echo(f"error: {done.reindex_error}; run `deskpilot kb build --full`", err=True)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _counts(deleted: DeletedRows) -> str:
-    return f"{deleted.decisions} decisions, {deleted.feedback} feedback, {deleted.shadow} shadow answers"
+    return (
+        f"{deleted.decisions} decisions, {deleted.feedback} feedback, {deleted.shadow} shadow answers, "
+        f"{deleted.suggestions} suggestions, {deleted.knowledge} knowledge items"
+    )
 
 
 def _audited(receipt: object, error: object) -> None:

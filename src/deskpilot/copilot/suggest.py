@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 import uuid
+import weakref
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -120,14 +122,18 @@ class Copilot:
         self.guard_config = guard or GuardConfig()
         self.policy = policy or PolicyConfig()
         self.max_tokens = max_tokens
-        self._vectors: tuple[SearchIndex, SentenceVectors] | None = None
+        # one cache per loaded index (its encoder), dropped with the index: requests still holding the
+        # previous version during a reload neither use nor evict the new version's warmed cache
+        self._vectors: weakref.WeakKeyDictionary[SearchIndex, SentenceVectors] = weakref.WeakKeyDictionary()
+        self._vectors_lock = threading.Lock()
 
     def vectors(self, index: SearchIndex) -> SentenceVectors:
-        """Sentence vectors through ``index``'s encoder; a new index starts a new cache."""
-        current = self._vectors
-        if current is None or current[0] is not index:
-            current = self._vectors = (index, SentenceVectors(index.encode))
-        return current[1]
+        """Sentence vectors through ``index``'s encoder, cached per index."""
+        with self._vectors_lock:
+            found = self._vectors.get(index)
+            if found is None:
+                found = self._vectors[index] = SentenceVectors(index.encode)
+            return found
 
     def warm(self, index: SearchIndex, limit: int = WARM_SENTENCES) -> int:
         """Embed the articles' sentences ahead of the first requests (at most ``limit``); returns how many."""
@@ -274,12 +280,13 @@ class _LlmOutcome:
         c = self.completion
         decision = PolicyDecision(True, "")
         done = _finish(base, triage, self.guarded, c.provider, decision, self.attempts)
+        spent = 0 if c.cached else 1  # a cached answer keeps the first call's usage, but costs nothing now
         return replace(
             done,
             model=c.model,
-            prompt_tokens=c.prompt_tokens,
-            completion_tokens=c.completion_tokens,
-            cost_usd=c.cost_usd,
+            prompt_tokens=c.prompt_tokens * spent,
+            completion_tokens=c.completion_tokens * spent,
+            cost_usd=c.cost_usd * spent,
             flags=(*done.flags, "cached") if c.cached else done.flags,
         )
 

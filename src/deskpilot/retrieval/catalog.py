@@ -270,6 +270,9 @@ class IndexCatalog:
         removed = [n for n in self._numbers() if n != current]
         for number in removed:
             shutil.rmtree(self._path(number))
+        if self.versions_dir.is_dir():  # a publish killed mid-write leaves its staging folder behind
+            for staging in self.versions_dir.glob(".staging-*"):
+                shutil.rmtree(staging, ignore_errors=True)
         return removed
 
     def clear(self) -> None:

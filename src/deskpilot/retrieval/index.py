@@ -95,7 +95,7 @@ class RetrievalIndex:
         """A new index with ``items`` added; an item whose (tenant, id) exists replaces it. Only ``items``
         are encoded; partitions of other tenants are shared, not copied."""
         started = time.perf_counter()
-        vectors, encode_seconds = self._vectors_for(items, vectors)
+        vectors, encoded, encode_seconds = self._vectors_for(items, vectors)
         partitions = dict(self.partitions)
         for tenant, rows in _rows_by_tenant(items).items():
             chunk = [items[row] for row in rows]
@@ -103,12 +103,7 @@ class RetrievalIndex:
                 partitions[tenant] = partitions[tenant].merged(chunk, vectors[rows])
             else:
                 partitions[tenant] = Partition.build(tenant, chunk, vectors[rows], self.ann, self.lexical)
-        stats = BuildStats(
-            len(items),
-            0 if encode_seconds is None else len(items),
-            time.perf_counter() - started,
-            encode_seconds or 0.0,
-        )
+        stats = BuildStats(len(items), encoded, time.perf_counter() - started, encode_seconds)
         return RetrievalIndex(
             partitions,
             self.encoder,
@@ -229,16 +224,32 @@ class RetrievalIndex:
 
     def _vectors_for(
         self, items: Sequence[KnowledgeItem], vectors: np.ndarray | None
-    ) -> tuple[np.ndarray, float | None]:
-        if vectors is None:
-            started = time.perf_counter()
-            encoded = self.encoder.encode([item.search_text for item in items])
-            return np.asarray(encoded, dtype=np.float32), time.perf_counter() - started
-        if vectors.shape != (len(items), self.encoder.dimension):
-            raise UsageError(
-                f"vectors have shape {vectors.shape}, expected ({len(items)}, {self.encoder.dimension})"
-            )
-        return np.asarray(vectors, dtype=np.float32), None
+    ) -> tuple[np.ndarray, int, float]:
+        """The items' embeddings, how many were encoded now, and how long that took. An item already indexed
+        with the same search text (only its reply, intents or source changed) keeps its stored embedding."""
+        if vectors is not None:
+            if vectors.shape != (len(items), self.encoder.dimension):
+                raise UsageError(
+                    f"vectors have shape {vectors.shape}, expected ({len(items)}, {self.encoder.dimension})"
+                )
+            return np.asarray(vectors, dtype=np.float32), 0, 0.0
+        out = np.zeros((len(items), self.encoder.dimension), dtype=np.float32)
+        fresh = []
+        for row, item in enumerate(items):
+            partition = self.partitions.get(item.tenant)
+            position = None if partition is None else partition.positions.get(item.id)
+            if (
+                partition is not None
+                and position is not None
+                and partition.items[position].search_text == item.search_text
+            ):
+                out[row] = partition.vectors[position]
+                continue
+            fresh.append(row)
+        started = time.perf_counter()
+        if fresh:
+            out[fresh] = self.encoder.encode([items[row].search_text for row in fresh])
+        return out, len(fresh), time.perf_counter() - started
 
 
 def _rows_by_tenant(items: Iterable[KnowledgeItem]) -> dict[str, list[int]]:

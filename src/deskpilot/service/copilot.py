@@ -61,24 +61,23 @@ class LoadedIndex:
 
 
 class IndexHolder:
-    """The index version this process serves, refreshed from ``source`` on a daemon thread."""
+    """The index version this process serves; :meth:`refresh` (polled by a
+    :class:`deskpilot.service.models.Poller`) follows the catalog's ``CURRENT``."""
 
     def __init__(
         self,
         source: IndexSource,
-        interval_s: float,
         *,
         on_loaded: Callable[[int], None] | None = None,
         on_failed: Callable[[int, Exception], None] | None = None,
+        on_unloaded: Callable[[], None] | None = None,
     ) -> None:
         self.source = source
-        self.interval_s = interval_s
         self._on_loaded = on_loaded
         self._on_failed = on_failed
+        self._on_unloaded = on_unloaded
         self._loaded: LoadedIndex | None = None
         self._failed: int | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     @property
@@ -99,6 +98,8 @@ class IndexHolder:
                     "the retrieval index catalog is empty: version %s unloaded", self._loaded.version
                 )
                 self._loaded = None
+                if self._on_unloaded is not None:
+                    self._on_unloaded()
                 return
             if version is None or version == self._failed:
                 return
@@ -117,24 +118,6 @@ class IndexHolder:
             logger.info("serving retrieval index version %s", version)
             if self._on_loaded is not None:
                 self._on_loaded(version)
-
-    def start(self) -> None:
-        if self.interval_s <= 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="deskpilot-index-watcher", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.refresh()
-            except Exception:  # the watcher must outlive any single bad poll
-                logger.exception("retrieval index refresh failed")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
 
 @dataclass(frozen=True)
@@ -159,7 +142,6 @@ class SuggestOutcome:
     index_version: int
     model_version: str
     alternatives: tuple[tuple[str, float], ...]
-    recorded: bool
 
 
 class CopilotService:
@@ -251,7 +233,7 @@ class CopilotService:
         http_request_id: str | None = None,
     ) -> SuggestOutcome:
         """From a new ``text`` (triaged and logged here first) or a decision already made (``request_id``)."""
-        loaded = self._index()
+        self._index()  # 503 before any work (triage included) when nothing is loaded
         if request_id is not None:
             view, redacted, model_version, alternatives = await self._decided(tenant, request_id)
         elif text is not None:
@@ -281,8 +263,8 @@ class CopilotService:
         )
         latency_s = time.perf_counter() - started
         self._observe(suggestion, latency_s)
-        recorded = await self._record(tenant, suggestion, loaded.version, latency_s * 1000.0)
-        return SuggestOutcome(suggestion, loaded.version, model_version, alternatives, recorded)
+        await self._record(tenant, suggestion, loaded.version, latency_s * 1000.0)
+        return SuggestOutcome(suggestion, loaded.version, model_version, alternatives)
 
     async def feedback(
         self,
@@ -307,7 +289,8 @@ class CopilotService:
         record = await asyncio.to_thread(
             self.knowledge.add_suggestion_feedback, tenant, suggestion_id, verdict, edit_distance
         )
-        self.metrics.feedback.labels(verdict).inc()
+        if record.previous != verdict:  # posting the same verdict again replaces it, it is not a new one
+            self.metrics.feedback.labels(verdict).inc()
         self._acceptance.pop(tenant, None)
         return record
 
@@ -368,7 +351,7 @@ class CopilotService:
         for flag in suggestion.flags:
             m.guard_flags.labels(flag).inc()
 
-    async def _record(self, tenant: str, suggestion: Suggestion, version: int, latency_ms: float) -> bool:
+    async def _record(self, tenant: str, suggestion: Suggestion, version: int, latency_ms: float) -> None:
         draft = suggestion.draft
         record = SuggestionRecord(
             tenant=tenant,
@@ -403,8 +386,6 @@ class CopilotService:
         except StoreError as exc:
             self.metrics.record_failures.inc()
             logger.warning("suggestion %s was not recorded: %s", suggestion.suggestion_id, exc)
-            return False
-        return True
 
 
 def levenshtein(a: str, b: str) -> int:

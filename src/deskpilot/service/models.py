@@ -12,6 +12,7 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -224,29 +225,40 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-class ModelWatcher:
-    """Polls the registry on a daemon thread and refreshes the manager when aliases move."""
+class Poller:
+    """Calls ``refresh`` every ``interval_s`` on a daemon thread (never when ``interval_s`` is 0), surviving
+    any single failed call: how the service follows the registry and the retrieval index catalog."""
 
-    def __init__(self, manager: ModelManager, interval_s: float) -> None:
-        self.manager = manager
+    def __init__(self, refresh: Callable[[], object], interval_s: float, *, what: str) -> None:
+        self.refresh = refresh
         self.interval_s = interval_s
+        self.what = what
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self.interval_s <= 0 or self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._run, name="deskpilot-model-watcher", daemon=True)
+        name = f"deskpilot-{self.what.replace(' ', '-')}-watcher"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.manager.refresh()
+                self.refresh()
             except Exception:  # the watcher must outlive any single bad poll
-                logger.exception("model refresh failed")
+                logger.exception("%s refresh failed", self.what)
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class ModelWatcher(Poller):
+    """Polls the registry and refreshes the manager when aliases move."""
+
+    def __init__(self, manager: ModelManager, interval_s: float) -> None:
+        super().__init__(manager.refresh, interval_s, what="model")
+        self.manager = manager

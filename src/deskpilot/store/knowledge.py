@@ -72,6 +72,7 @@ class SuggestionFeedbackRecord:
     intent: str
     provider: str
     created_at: datetime = field(default_factory=utc_now)
+    previous: Verdict | None = None  # the verdict this one replaced, if any
 
 
 @dataclass(frozen=True, slots=True)

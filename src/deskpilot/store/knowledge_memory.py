@@ -91,7 +91,9 @@ class InMemoryKnowledgeStore(KnowledgeStore):
             found = self._suggestions.get((tenant, suggestion_id))
             if found is None:
                 raise StoreNotFoundError(f"no suggestion {suggestion_id!r} for this tenant")
+            before = self._verdicts.get((tenant, suggestion_id))
             record = SuggestionFeedbackRecord(
+                previous=None if before is None else before.verdict,
                 tenant=tenant,
                 suggestion_id=suggestion_id,
                 verdict=verdict,

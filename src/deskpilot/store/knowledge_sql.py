@@ -136,7 +136,14 @@ class SqlKnowledgeStore(SqlBacked, KnowledgeStore):
             found = conn.execute(found_query).one_or_none()
             if found is None:
                 raise StoreNotFoundError(f"no suggestion {suggestion_id!r} for this tenant")
+            previous = conn.execute(
+                sa.select(suggestion_feedback.c.verdict).where(
+                    suggestion_feedback.c.tenant == tenant,
+                    suggestion_feedback.c.suggestion_id == suggestion_id,
+                )
+            ).scalar_one_or_none()
             record = SuggestionFeedbackRecord(
+                previous=previous,
                 tenant=tenant,
                 suggestion_id=suggestion_id,
                 verdict=verdict,

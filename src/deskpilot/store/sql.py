@@ -234,7 +234,9 @@ class SqlStore(SqlBacked, DecisionStore):
             self._check_schema(conn)
             self._secure_delete(conn)
             done = self._delete_decisions(conn, conn.execute(query).all(), shadow=True)
-            items = sa.delete(kb_items).where(kb_items.c.item_id.in_(list(ticket_ids)))
+            items = sa.delete(kb_items).where(
+                kb_items.c.kind == "ticket", kb_items.c.item_id.in_(list(ticket_ids))
+            )
             if tenant is not None:
                 items = items.where(kb_items.c.tenant == tenant)
             done += DeletedRows(knowledge=conn.execute(items).rowcount)

@@ -1,10 +1,13 @@
 """``deskpilot kb eval``: retrieval and reply-draft quality on a labelled dataset, nothing tuned on it.
 
-The dataset is split as training splits it (seeded, stratified): the training side is indexed as resolved
-tickets, the validation side supplies the queries. Retrieval compares dense, BM25 and hybrid search with
-paired bootstrap tests. Drafts are scored with the articles of a seeded share of intents removed: answered
-where the articles can answer, refused where they cannot (see :mod:`deskpilot.copilot.evaluation`), once with
-the articles' intent labels and once without them (grounding by similarity alone).
+The dataset gets a split of its own, seeded and stratified like training's (``split_frame``, keyed by the
+file's bytes, not by a snapshot, so its sides need not match a model's): the training side is indexed as
+resolved tickets, the validation side supplies the queries. No classifier is involved (triage is taken as
+each query's label), so overlap with a model's training rows cannot flatter the numbers. Retrieval compares
+dense, BM25 and hybrid search with paired bootstrap tests. Drafts are scored with the articles of a seeded
+share of intents removed: answered where the articles can answer, refused where they cannot (see
+:mod:`deskpilot.copilot.evaluation`), once with the articles' intent labels and once without them
+(grounding by similarity alone).
 """
 
 from __future__ import annotations

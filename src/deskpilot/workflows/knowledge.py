@@ -17,8 +17,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from deskpilot.config import Settings
 from deskpilot.data.pii import PiiRedactor
 from deskpilot.errors import EmptyDatasetError
@@ -28,6 +26,7 @@ from deskpilot.retrieval.index import RetrievalIndex
 from deskpilot.retrieval.items import KnowledgeItem
 from deskpilot.retrieval.sources import SourceKind, detect_kind, load_tickets, read_articles, ticket_digest
 from deskpilot.store.knowledge import ImportCounts, KnowledgeStore
+from deskpilot.workflows.audit import keyed_digest
 from deskpilot.workflows.build import writable_store_url
 
 logger = logging.getLogger(__name__)
@@ -123,7 +122,7 @@ def import_knowledge(
         raise EmptyDatasetError(
             f"{request.path}: no knowledge items to import", details={"file": str(request.path)}
         )
-    items, redactions = redact_items(raw)
+    items, redactions = redact_items(raw, lambda raw_id: knowledge_id(settings, raw_id))
     items = _last_per_id(items)
     own = store is None
     kb = store or knowledge_store(settings)
@@ -175,9 +174,9 @@ def build_index(
         index = catalog.load(current)
         old = {(i.tenant, i.id): i for t in index.tenants() for i in index.items(t)}
         changed = [i for i in items if old.get((i.tenant, i.id)) != i]
-        vectors, encoded = _vectors_reused(index, old, changed)
-        say(f"adding {len(changed):,} new or changed items ({encoded:,} to embed) to index version {current}")
-        index = index.add(changed, vectors=vectors)
+        say(f"adding {len(changed):,} new or changed items to index version {current}")
+        index = index.add(changed)  # an item whose search text is unchanged keeps its embedding
+        encoded = index.stats.encoded if index.stats is not None else len(changed)
         mode: BuildMode = "incremental"
     else:
         say(f"building the index from {len(items):,} items")
@@ -209,8 +208,21 @@ def reindex_after_erasure(settings: Settings, store: KnowledgeStore | None = Non
     return result
 
 
-def redact_items(items: Sequence[KnowledgeItem]) -> tuple[list[KnowledgeItem], Counter[str]]:
-    """Every text field redacted before anything is stored or indexed."""
+KNOWLEDGE_ID = "knowledge_ticket_id"
+"""The purpose a ticket id that is itself personal data is keyed-hashed for (part of the HMAC's input)."""
+
+
+def knowledge_id(settings: Settings, ticket_id: str) -> str:
+    """The id a ticket whose own id is personal data is stored under: a keyed hash of it (the audit key), so
+    that an erasure request for that id finds it, and nobody without the key can turn it back."""
+    return "t-" + keyed_digest(settings, KNOWLEDGE_ID, ticket_id)[1][:16]
+
+
+def redact_items(
+    items: Sequence[KnowledgeItem], pii_id: Callable[[str], str] | None = None
+) -> tuple[list[KnowledgeItem], Counter[str]]:
+    """Every text field redacted before anything is stored or indexed; an id that is itself personal data
+    is replaced by ``pii_id(id)`` (:func:`knowledge_id`), else by a digest of its redaction and the text."""
     redactor = PiiRedactor()
     total: Counter[str] = Counter()
     out = []
@@ -228,30 +240,9 @@ def redact_items(items: Sequence[KnowledgeItem]) -> tuple[list[KnowledgeItem], C
         if item.kind == "ticket" and item_id == ticket_digest(item.text):
             item_id = ticket_digest(text)  # an id derived from a text must not be a digest of its PII
         elif redactor.redact(item_id) != item_id:  # an id that is itself PII (an e-mail, a phone number)
-            item_id = ticket_digest(f"{redactor.redact(item_id)}\n{text}")
+            item_id = pii_id(item_id) if pii_id else ticket_digest(f"{redactor.redact(item_id)}\n{text}")
         out.append(replace(item, id=item_id, text=text, title=title, reply=reply))
     return out, total
-
-
-def _vectors_reused(
-    index: RetrievalIndex,
-    old: dict[tuple[str, str], KnowledgeItem],
-    changed: Sequence[KnowledgeItem],
-) -> tuple[np.ndarray, int]:
-    """Embeddings of ``changed``: the stored one when only an item's metadata changed (its source file, its
-    intents, its reply), a new one when the text it is searched by did; and how many were new."""
-    vectors = np.zeros((len(changed), index.encoder.dimension), dtype=np.float32)
-    fresh = []
-    for row, item in enumerate(changed):
-        before = old.get((item.tenant, item.id))
-        if before is not None and before.search_text == item.search_text:
-            partition = index.partitions[item.tenant]
-            vectors[row] = partition.vectors[partition.positions[item.id]]
-        else:
-            fresh.append(row)
-    if fresh:
-        vectors[fresh] = index.encode([changed[row].search_text for row in fresh])
-    return vectors, len(fresh)
 
 
 def _last_per_id(items: Sequence[KnowledgeItem]) -> list[KnowledgeItem]:

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 
 from deskpilot.config import Settings
 from deskpilot.data.pii import PiiRedactor
-from deskpilot.errors import AuditWriteError, UsageError
+from deskpilot.errors import AuditWriteError, DeskPilotError, UsageError
 from deskpilot.store.audit import AuditAction
 from deskpilot.store.base import DecisionStore, DeletedRows
 from deskpilot.store.records import utc_now
@@ -65,6 +65,9 @@ class Erased:
     e-mail ticket id is stored as ``<EMAIL>``): decisions stored under it were not erased."""
     audit: AuditReceipt | None
     audit_error: AuditWriteError | None = None
+    reindex_error: str | None = None
+    """Set when the rows were erased but the retrieval index could not be rebuilt without them: rerun
+    ``deskpilot kb build --full`` (older versions are deleted only after a successful rebuild)."""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -132,12 +135,16 @@ def erase(
     audit = audit or open_audit(settings)
     audit.ready(AuditAction.STORE_ERASE)
     key_id, digest = keyed_digest(settings, TICKET_DIGEST, ticket_id)
-    with _store(settings, store) as opened:
-        deleted = opened.erase_ticket(forms, tenant=tenant)
-    if deleted.knowledge:  # erased resolved tickets must leave the retrieval index, every version of it
-        from deskpilot.workflows.knowledge import reindex_after_erasure
+    from deskpilot.workflows.knowledge import knowledge_id, reindex_after_erasure
 
-        reindex_after_erasure(settings)
+    with _store(settings, store) as opened:  # a knowledge item whose id was personal data: its keyed form
+        deleted = opened.erase_ticket([*forms, knowledge_id(settings, ticket_id)], tenant=tenant)
+    reindex_error = None
+    if deleted.knowledge:  # erased resolved tickets must leave the retrieval index, every version of it
+        try:
+            reindex_after_erasure(settings)
+        except (DeskPilotError, OSError) as error:  # the rows are gone: audit that, then report this
+            reindex_error = f"the retrieval index still holds the erased ticket: {error}"
     payload: dict[str, object] = {
         "ticket_id_hmac": digest,
         "key_id": key_id,
@@ -147,8 +154,8 @@ def erase(
     try:
         receipt = audit.record(AuditAction.STORE_ERASE, f"ticket/{digest[:16]}", _redacted(reason), payload)
     except AuditWriteError as error:
-        return Erased(deleted, digest, key_id, tenant, unmatched, None, error)
-    return Erased(deleted, digest, key_id, tenant, unmatched, receipt)
+        return Erased(deleted, digest, key_id, tenant, unmatched, None, error, reindex_error)
+    return Erased(deleted, digest, key_id, tenant, unmatched, receipt, reindex_error=reindex_error)
 
 
 def _redacted(reason: str) -> str:

@@ -31,7 +31,7 @@ from deskpilot.service.copilot import CopilotService, EncoderLimits, IndexHolder
 from deskpilot.service.copilot_metrics import CopilotMetrics, GatewayMetrics
 from deskpilot.service.keys import KeyRing
 from deskpilot.service.metrics import ServiceMetrics
-from deskpilot.service.models import LOAD_FAILED, LoadedModel, ModelManager, ModelWatcher
+from deskpilot.service.models import LOAD_FAILED, LoadedModel, ModelManager, ModelWatcher, Poller
 from deskpilot.service.observability import build_tracer
 from deskpilot.service.ratelimit import TokenBucketLimiter
 from deskpilot.service.triage import ServiceLimits, TriageService
@@ -116,6 +116,7 @@ class ServingStack:
         self._copilot: CopilotService | None = None
         self._gateway: Gateway | None = None
         self._index_holder: IndexHolder | None = None
+        self._index_watcher: Poller | None = None
         self._own_knowledge: KnowledgeStore | None = None
         self._watcher: ModelWatcher | None = None
         self._guard: RolloutGuard | None = None
@@ -222,9 +223,12 @@ class ServingStack:
 
         self._index_holder = IndexHolder(
             IndexCatalog(settings.resolved_kb_dir),
-            settings.kb_reload_interval_s,
             on_loaded=loaded,
             on_failed=lambda version, error: metrics.index_load_failures.inc(),
+            on_unloaded=lambda: metrics.index_version.set(0),
+        )
+        self._index_watcher = Poller(
+            self._index_holder.refresh, settings.kb_reload_interval_s, what="retrieval index"
         )
         await asyncio.to_thread(self._index_holder.refresh)
         self._copilot = CopilotService(
@@ -244,13 +248,13 @@ class ServingStack:
         )
         await self._copilot.start()
         await asyncio.to_thread(self._copilot.warm)
-        self._index_holder.start()
+        self._index_watcher.start()
 
     async def stop(self) -> None:
         if self._copilot is not None:
             await self._copilot.close()
-        if self._index_holder is not None:
-            self._index_holder.stop()
+        if self._index_watcher is not None:
+            self._index_watcher.stop()
         if self._gateway is not None:
             await self._gateway.aclose()
         if self._own_knowledge is not None:

@@ -97,3 +97,35 @@ def test_erasing_the_last_ticket_clears_the_index(tmp_path: Path, encoder_cache:
     catalog = IndexCatalog(settings.resolved_kb_dir)
     assert catalog.current_version() is None
     assert catalog.versions() == []
+
+
+def test_a_ticket_whose_id_is_personal_data_is_found_by_its_erasure_and_articles_are_left_alone(
+    tmp_path: Path, encoder_cache: Path
+) -> None:
+    home = tmp_path / "home"
+    link_encoder(home, encoder_cache)
+    settings = Settings(home=home)
+    tickets = tmp_path / "tickets.csv"
+    pd.DataFrame(
+        {
+            "ticket": ["jane.doe@example.com", "faq-1"],
+            "text": ["my card has not arrived", "how do I change my PIN"],
+            "label": ["card_arrival", "change_pin"],
+        }
+    ).to_csv(tickets, index=False)
+    articles = tmp_path / "kb"
+    articles.mkdir()
+    (articles / "pin.md").write_text(
+        "---\nid: faq-1\ntitle: PIN\nintents: [change_pin]\n---\nChange it in the app.\n"
+    )
+    import_knowledge(settings, KbImportRequest(tickets, "acme", "tickets", id_column="ticket"))
+    import_knowledge(settings, KbImportRequest(articles, "acme", "articles"))
+    stored = {item.id for item in IndexCatalog(settings.resolved_kb_dir).load().items("acme")}
+    assert not any("example.com" in item_id for item_id in stored)  # the id that is PII is not kept
+
+    assert retention.erase(settings, "jane.doe@example.com").deleted.knowledge == 1
+    # ids are unique per tenant: the article faq-1 replaced the ticket of that id; erasing a ticket id
+    # never deletes an article
+    assert retention.erase(settings, "faq-1").deleted.knowledge == 0
+    kinds = {(item.kind, item.id) for item in IndexCatalog(settings.resolved_kb_dir).load().items("acme")}
+    assert kinds == {("article", "faq-1")}
