@@ -7,7 +7,11 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PIP    := $(PY) -m pip --disable-pip-version-check --quiet
 
-.PHONY: help demo test unit lint format install install-dev bench clean
+.PHONY: help demo test unit lint format install install-dev bench clean console-assets
+
+# The console's front-end library (htmx) and the browser suite's accessibility checker (axe-core), from npm at
+# the versions console-assets/package-lock.json pins; copied into the package, never committed.
+CONSOLE_VENDOR := src/deskpilot/console/static/vendor/htmx/htmx.min.js
 
 help:
 	@echo "make demo    set up .venv and run the main job on the bundled data"
@@ -33,7 +37,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 install: $(VENV)/.installed-ml
 install-dev: $(VENV)/.installed-dev
 
-demo: $(VENV)/.installed-ml
+$(CONSOLE_VENDOR): console-assets/package.json console-assets/package-lock.json console-assets/vendor.py
+	cd console-assets && npm ci --no-audit --no-fund --loglevel=error
+	$(PYTHON) console-assets/vendor.py
+
+console-assets: $(CONSOLE_VENDOR)
+
+demo: $(VENV)/.installed-ml $(CONSOLE_VENDOR)
 	$(BIN)/deskpilot demo
 
 lint: $(VENV)/.installed-dev
@@ -47,7 +57,7 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix src tests bench data
 
 # pytest exits 5 when it collects nothing; that is reported, not treated as a failure.
-test: lint
+test: lint $(CONSOLE_VENDOR)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/unit tests/data tests/model tests/integration tests/security tests/browser; \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
@@ -65,4 +75,5 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/drift_bench.py
 
 clean:
-	rm -rf $(VENV) .deskpilot .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .deskpilot .mypy_cache .ruff_cache .pytest_cache console-assets/node_modules \
+		src/deskpilot/console/static/vendor

@@ -193,6 +193,19 @@ class Settings(BaseSettings):
         default=True, description="Whether tickets routed to a person may get an LLM draft."
     )
 
+    # The console (/console): sign-in sessions.
+    console_session_ttl_s: int = Field(
+        default=8 * 3600,
+        ge=60,
+        le=30 * 86400,
+        description="How long a console sign-in lasts before the browser must sign in again.",
+    )
+    console_secure_cookie: bool = Field(
+        default=False,
+        description="Mark the console's cookies Secure (HTTPS only): set it when a TLS proxy fronts the "
+        "service; off by default because the demo serves plain HTTP on 127.0.0.1.",
+    )
+
     @field_validator("llm_tenant_budgets", mode="before")
     @classmethod
     def _parse_budgets(cls, value: object) -> object:

@@ -52,6 +52,7 @@ class Ticket:
 
     text: str
     id: str | None = None
+    channel: str | None = None  # where it came from (email, chat, ...), as the caller named it
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,24 +10,10 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Request, sync_playwright
 
 from deskpilot.evaluation.report import write_report
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.unit.test_report import build_reports
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("DESKPILOT_REQUIRE_BROWSER"),
-    reason=f"{CHROMIUM} is not installed (set DESKPILOT_REQUIRE_BROWSER=1 to fail instead of skipping)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")

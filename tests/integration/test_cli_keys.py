@@ -56,6 +56,7 @@ def test_create_list_revoke_round_trip(tmp_path: Path) -> None:
             "created_at": rows[0]["created_at"],
             "label": "support desk",
             "revoked": True,
+            "role": "agent",
             "source": "file",
         }
     ]
@@ -85,3 +86,16 @@ def test_list_shows_configured_keys_by_id_only(tmp_path: Path, monkeypatch: pyte
     assert "beta" in result.stdout
     assert "config" in result.stdout
     assert "configured-secret-value-123" not in result.stdout
+
+
+def test_an_operator_key_is_created_with_its_role(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    created = run_cli("keys", "create", "--tenant", "acme", "--role", "operator", home=home)
+    assert created.returncode == 0, created.stderr
+    assert "role operator" in created.stderr
+    listed = json.loads(run_cli("keys", "list", "--json", home=home).stdout)
+    assert [row["role"] for row in listed] == ["operator"]
+    refused = run_cli("keys", "create", "--tenant", "acme", "--role", "root", home=home)
+    assert refused.returncode != 0
+    assert "invalid role" in refused.stderr
+    assert len(json.loads(run_cli("keys", "list", "--json", home=home).stdout)) == 1

@@ -339,3 +339,45 @@ def test_from_json_round_trips() -> None:
 )
 def test_bearer_token(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token
+
+
+def test_a_key_carries_its_role_and_older_records_are_agents(keys_file: Path) -> None:
+    raw, record = create_key(keys_file, "acme", role="operator")
+    assert record.role == "operator"
+    older = {
+        "key_id": "0a0b0c0d",
+        "tenant": "globex",
+        "secret_sha256": "0" * 64,
+        "created_at": "",
+        "label": None,
+    }
+    with keys_file.open("a") as handle:
+        handle.write(json.dumps({**older, "revoked": False}) + "\n")
+    records = {r.key_id: r for r in list_keys(keys_file)}
+    assert records["0a0b0c0d"].role == "agent"
+    ring = KeyRing(keys_file)
+    assert ring.authenticate(raw) == Tenant("acme", record.key_id, role="operator")
+    assert ring.active(record.key_id, "acme") == Tenant("acme", record.key_id, role="operator")
+    assert ring.active(record.key_id, "globex") is None  # the id of another tenant's key
+    revoke_key(keys_file, record.key_id)
+    ring.refresh(force=True)
+    assert ring.active(record.key_id, "acme") is None
+
+
+def test_an_unknown_role_is_refused(keys_file: Path) -> None:
+    with pytest.raises(UsageError, match="invalid role"):
+        create_key(keys_file, "acme", role="admin")
+    assert not keys_file.exists() or "admin" not in keys_file.read_text()
+    line = json.dumps(
+        {
+            "key_id": "0a0b0c0d",
+            "tenant": "acme",
+            "secret_sha256": "0" * 64,
+            "created_at": "",
+            "label": None,
+            "revoked": False,
+            "role": "root",
+        }
+    )
+    with pytest.raises(ValueError, match="role"):
+        KeyRecord.from_json(line)

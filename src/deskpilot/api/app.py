@@ -20,6 +20,7 @@ from deskpilot.api.middleware import BodyGuard, RequestContext, TenantGate
 from deskpilot.api.routes import copilot, feedback, ops, triage
 from deskpilot.api.server import HEADER_TIMEOUT_STATE
 from deskpilot.config import Settings
+from deskpilot.console.app import mount_console, start_console, stop_console
 from deskpilot.workflows.serving import Overrides, ServingStack
 
 __all__ = ["DESCRIPTION", "Overrides", "create_app"]
@@ -38,6 +39,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         await stack.start()
         app.state.parts = stack
+        start_console(app, stack)
         if settings.ops_key is None and settings.metrics_port is None:
             logger.warning(
                 "GET /metrics is public and names every tenant: "
@@ -46,6 +48,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
         try:
             yield {HEADER_TIMEOUT_STATE: settings.header_timeout_s}  # read by the server's protocol
         finally:
+            await stop_console(app)
             await stack.stop()
 
     app = FastAPI(
@@ -60,6 +63,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     app.include_router(feedback.router)
     app.include_router(copilot.router)
     app.include_router(ops.router)
+    mount_console(app)
     gate = TenantGate(
         authenticate=stack.keys.authenticate,
         limiter=stack.limiter,

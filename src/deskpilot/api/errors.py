@@ -14,9 +14,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError as FastApiValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from deskpilot.console import errors as console_errors
 from deskpilot.errors import (
     AuthenticationError,
     DeskPilotError,
@@ -85,12 +86,21 @@ def validation_details(errors: list[Any]) -> dict[str, Any]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_deskpilot_error(_request: Request, exc: Exception) -> JSONResponse:
+    """JSON errors for the API; an error on a console page is rendered as a page by the console."""
+
+    async def on_console_error(request: Request, exc: Exception) -> Response:
+        return console_errors.page_for(request, exc)
+
+    async def on_deskpilot_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, DeskPilotError)
+        if console_errors.is_console(request):
+            return console_errors.page_for(request, exc)
         return error_response(exc)
 
-    async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FastApiValidationError)
+        if console_errors.is_console(request):
+            return console_errors.page_for(request, exc)
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(InvalidJsonError("the request body is not valid JSON"))
@@ -100,8 +110,10 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         )
 
-    async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if console_errors.is_console(request):
+            return console_errors.page_for(request, exc)
         error = _STARLETTE_ERRORS.get(exc.status_code, RequestError)(str(exc.detail))
         headers = dict(exc.headers) if exc.headers else None  # a 405 carries its Allow header
         response = error_response(error, headers=headers)
@@ -109,10 +121,14 @@ def install_error_handlers(app: FastAPI) -> None:
         response.status_code = exc.status_code
         return response
 
-    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        if console_errors.is_console(request):
+            return console_errors.page_for(request, exc)
         logger.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
         return error_response(DeskPilotError("internal error; it has been logged"))
 
+    app.add_exception_handler(console_errors.ConsoleError, on_console_error)
+    app.add_exception_handler(console_errors.SignInRequired, on_console_error)
     app.add_exception_handler(DeskPilotError, on_deskpilot_error)
     app.add_exception_handler(FastApiValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

@@ -50,7 +50,10 @@ Send = Any
 ASGIApp = Any
 
 _BODY_METHODS = frozenset({"POST"})  # the only method with a body here; others go to the router (405)
+FORM_PREFIX = "/console/"  # the console's pages post HTML forms; everything else takes JSON
+_FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_FORM_STATE = ":deskpilot-form"  # a pseudo-header (no real header has a colon): the path takes a form
 CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection before the answer"
 DISCONNECTED_STATE = "deskpilot.client_disconnected"
 
@@ -135,6 +138,7 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers[_FORM_STATE] = "1" if str(scope.get("path", "")).startswith(FORM_PREFIX) else ""
         gate = self.gate if self.gate is not None and self.gate.applies(scope) else None
         admitted = self._before_body(scope, headers, gate)
         if isinstance(admitted, RequestError):
@@ -254,8 +258,9 @@ class BodyGuard:
     def _check_headers(self, headers: dict[str, str]) -> RequestError | None:
         """The error of a request refused on its headers alone, else None."""
         media_type, _, params = headers.get("content-type", "").partition(";")
-        if media_type.strip().lower() != "application/json":
-            return UnsupportedMediaTypeError("send the body as application/json")
+        expected = _FORM_MEDIA_TYPE if headers.get(_FORM_STATE) else "application/json"
+        if media_type.strip().lower() != expected:
+            return UnsupportedMediaTypeError(f"send the body as {expected}")
         charset = params.lower().replace(" ", "").partition("charset=")[2].strip('"')
         if charset and charset not in {"utf-8", "utf8"}:
             return InvalidEncodingError(f"only UTF-8 bodies are accepted, not {charset}")

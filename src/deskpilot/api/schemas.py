@@ -16,6 +16,7 @@ def _no_nul(value: str) -> str:
 
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(_no_nul)]
+Channel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
 Identifier = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), AfterValidator(_no_nul)
 ]
@@ -28,6 +29,13 @@ class _Strict(BaseModel):
 class TriageRequest(_Strict):
     text: Text = Field(description="The customer's message (trimmed; at most the configured max length).")
     id: Identifier | None = Field(default=None, description="Your ticket id, echoed back and logged.")
+    channel: Channel | None = Field(
+        default=None,
+        description="The channel the message came through, as a short lowercase token (`email`, `chat`, "
+        "`phone`, `web`, ...: letters, digits, `_` and `-`, at most 32). Logged with the decision; agents "
+        "filter their queue by it.",
+        examples=["email"],
+    )
 
 
 class TriageBatchRequest(_Strict):

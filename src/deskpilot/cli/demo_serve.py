@@ -57,6 +57,8 @@ def serve_demo(settings: Settings, *, host: str, port: int, key: str) -> None:
         try:
             answer = _post(f"{url}/v1/triage", key, {"text": CHECK_TEXT, "id": "T-1001"})
             suggestion = json.loads(_post(f"{url}/v1/suggest", key, {"text": CHECK_TEXT}))
+            with urllib.request.urlopen(f"{url}/console/sign-in", timeout=30) as page:
+                page.read()
         except OSError as exc:  # urllib's URLError and HTTPError (4xx/5xx) are OSErrors
             typer.echo(f"the service started but did not answer: {exc}", err=True)
             server.should_exit = True
@@ -65,6 +67,7 @@ def serve_demo(settings: Settings, *, host: str, port: int, key: str) -> None:
         typer.echo(f"  it answered: {answer}")
         draft = suggestion.get("draft") or {}
         typer.echo(f"  and suggested: {draft.get('text') or suggestion.get('reason')}")
+        typer.echo(f"  console: {url}/console  (sign in with the demo key, operator role: {key})")
         typer.echo("  try it (the demo key is in .deskpilot/demo-key):")
         typer.echo(f"    {curl_example(url, key)}")
         typer.echo(f"    {curl_example(url, key, '/v1/suggest')}")

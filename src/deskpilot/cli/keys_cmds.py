@@ -25,13 +25,20 @@ def create(
     ctx: typer.Context,
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant the key acts for.")],
     label: Annotated[str | None, typer.Option("--label", help="A note to tell keys apart.")] = None,
+    role: Annotated[
+        str,
+        typer.Option(
+            "--role",
+            help="agent (works the tenant's queue in the console) or operator (also steers models).",
+        ),
+    ] = "agent",
     reason: Annotated[str, typer.Option("--reason", help="Why, for the audit log.")] = "created from the CLI",
     json_output: JsonOpt = False,
 ) -> None:
     """Create a key for a tenant and print it once; only a hash of it is stored."""
     settings = state(ctx).settings
     with reported_errors(as_json=json_output):
-        created = keys.create(settings, tenant, label=label, reason=reason)
+        created = keys.create(settings, tenant, label=label, role=role, reason=reason)
     raw_key, record = created.raw_key, created.record
     if json_output:
         emit_json({"key": raw_key, **record.public()})
@@ -39,7 +46,7 @@ def create(
         typer.echo(raw_key)
     typer.echo(
         f"warning: copy this key now, it cannot be shown again "
-        f"(key id {record.key_id}, tenant {record.tenant})",
+        f"(key id {record.key_id}, tenant {record.tenant}, role {record.role})",
         err=True,
     )
     if created.audit is not None:
@@ -62,10 +69,11 @@ def list_command(
     if not records:
         typer.echo("no API keys yet: run `deskpilot keys create --tenant NAME`")
         return
-    typer.echo(f"{'KEY ID':<9} {'TENANT':<24} {'CREATED':<26} {'STATUS':<8} {'SOURCE':<7} LABEL")
+    typer.echo(f"{'KEY ID':<9} {'TENANT':<24} {'ROLE':<9} {'CREATED':<26} {'STATUS':<8} {'SOURCE':<7} LABEL")
     for r in records:
         typer.echo(
-            f"{r.key_id:<9} {r.tenant:<24} {r.created_at or '-':<26} {_status(r):<8} {r.source:<7} "
+            f"{r.key_id:<9} {r.tenant:<24} {r.role:<9} {r.created_at or '-':<26} {_status(r):<8} "
+            f"{r.source:<7} "
             f"{r.label or ''}".rstrip()
         )
 

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("deskpilot.cli.predict_cmds", "predict"),
     "demo": ("deskpilot.cli.demo", "app"),
     "serve": ("deskpilot.cli.serve_cmds", "serve"),
+    "console": ("deskpilot.cli.serve_cmds", "console"),
     "promote": ("deskpilot.cli.rollout_cmds", "promote"),
     "rollback": ("deskpilot.cli.rollout_cmds", "rollback"),
     "snapshot": ("deskpilot.cli.snapshot_cmds", "app"),

@@ -1,5 +1,6 @@
-"""``deskpilot serve`` (the triage API), ``deskpilot store migrate`` (its database schema) and ``deskpilot
-store trace`` (an HTTP request's decisions, or a decision's HTTP request)."""
+"""``deskpilot serve`` (the triage API and the console; ``deskpilot console`` says where to sign in),
+``deskpilot store migrate`` (its database schema) and ``deskpilot store trace`` (an HTTP request's
+decisions, or a decision's HTTP request)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,24 @@ def serve(
         uvicorn.run(
             "deskpilot.api.worker:create_worker_app", factory=True, workers=settings.workers, **options
         )
+
+
+def console(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, max=64, help="Server processes sharing the port [default: 1]."),
+    ] = None,
+) -> None:
+    """Serve the web console (and the API beside it): `deskpilot serve`, saying where to sign in."""
+    typer.echo(
+        f"console at http://{host}:{port}/console: sign in with a key that has a role "
+        "(`deskpilot keys create --tenant T --role agent|operator`)",
+        err=True,
+    )
+    serve(ctx, host=host, port=port, workers=workers)
 
 
 def _multiprocess_registry(metrics_dir: str) -> CollectorRegistry:

@@ -51,6 +51,17 @@ def overall_history(result: MonitorResult, history: Sequence[MonitorRunRecord]) 
     return sorted(points, key=lambda point: point.end)
 
 
+def stored_history(history: Sequence[MonitorRunRecord], model_name: str | None = None) -> list[HistoryPoint]:
+    """The all-tenant windows of stored runs (of ``model_name``, or of every model), by window end."""
+    points = [
+        point
+        for record in history
+        if model_name is None or record.model_name == model_name
+        for point in _record_points(record)
+    ]
+    return sorted(points, key=lambda point: point.end)
+
+
 def _record_points(record: MonitorRunRecord) -> list[HistoryPoint]:
     data = record.result
     if data.get("tenant", record.tenant) is not None:

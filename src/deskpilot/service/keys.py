@@ -7,7 +7,11 @@ keys file that the CLI appends to and the server re-reads when it changes, so ke
 without a restart. One record per line::
 
     {"key_id": "1a2b3c4d", "tenant": "acme", "secret_sha256": "<64 hex>",
-     "created_at": "2025-01-31T12:00:00+00:00", "label": null, "revoked": false}
+     "created_at": "2025-01-31T12:00:00+00:00", "label": null, "revoked": false, "role": "agent"}
+
+A key carries a role for the console: ``agent`` (the default, and what a record written before roles existed
+has, as every configured key) works its tenant's queue; ``operator`` also steers models and rollouts. The API
+itself treats both alike.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ _TENANT_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _KEY_ID_RE = re.compile(r"[0-9a-f]{8}")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _NO_MATCH = "0" * 64  # compared against when the key id is unknown, so a miss costs what a hit does
+AGENT = "agent"
+OPERATOR = "operator"
+ROLES = (AGENT, OPERATOR)
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class Tenant:
 
     name: str
     key_id: str
+    role: str = AGENT
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,7 @@ class KeyRecord:
     created_at: str = ""
     label: str | None = None
     revoked: bool = False
+    role: str = AGENT
     source: str = "file"  # "file" or "config"; not written to the file
 
     def to_json(self) -> str:
@@ -92,7 +101,10 @@ class KeyRecord:
                 raise ValueError(f"missing field {name!r}")
             if not ok(data[name]):
                 raise ValueError(f"invalid field {name!r}")
-        return cls(**{name: data[name] for name in checks})
+        role = data.get("role", AGENT)  # records written before roles existed are agents' keys
+        if role not in ROLES:
+            raise ValueError("invalid field 'role'")
+        return cls(**{name: data[name] for name in checks}, role=role)
 
     def public(self) -> dict[str, object]:
         """What may be shown to an operator: everything but the hash."""
@@ -110,9 +122,18 @@ def validate_tenant(name: str) -> str:
     return name
 
 
-def generate_key(tenant: str, label: str | None = None) -> tuple[str, KeyRecord]:
+def validate_role(role: str) -> str:
+    if role not in ROLES:
+        raise UsageError(
+            f"invalid role {role[:40]!r}: use one of {', '.join(ROLES)}", details={"role": role[:40]}
+        )
+    return role
+
+
+def generate_key(tenant: str, label: str | None = None, role: str = AGENT) -> tuple[str, KeyRecord]:
     """A fresh raw key and the record that stores it; the raw key is returned once and never kept."""
     validate_tenant(tenant)
+    validate_role(role)
     if label is not None and (len(label) > MAX_LABEL_LENGTH or not label.isprintable()):
         raise UsageError(f"a key label must be printable text of at most {MAX_LABEL_LENGTH} characters")
     key_id, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
@@ -122,6 +143,7 @@ def generate_key(tenant: str, label: str | None = None) -> tuple[str, KeyRecord]
         secret_sha256=_sha256(secret),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         label=label,
+        role=role,
     )
     return f"{KEY_PREFIX}_{key_id}_{secret}", record
 
@@ -229,13 +251,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def create_key(path: Path, tenant: str, label: str | None = None) -> tuple[str, KeyRecord]:
+def create_key(path: Path, tenant: str, label: str | None = None, role: str = AGENT) -> tuple[str, KeyRecord]:
     """Append a new key for ``tenant`` to the keys file (mode 0600) and return the raw key, shown once."""
     with _writer_lock(path):
         taken = {record.key_id for record in list_keys(path)}
-        raw_key, record = generate_key(tenant, label)
+        raw_key, record = generate_key(tenant, label, role)
         while record.key_id in taken:
-            raw_key, record = generate_key(tenant, label)
+            raw_key, record = generate_key(tenant, label, role)
         existed = path.exists()
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -340,7 +362,16 @@ class KeyRing:
         for record in candidates:
             if hmac.compare_digest(record.secret_sha256, digest) and match is None:
                 match = record
-        return None if match is None else Tenant(name=match.tenant, key_id=match.key_id)
+        return None if match is None else Tenant(name=match.tenant, key_id=match.key_id, role=match.role)
+
+    def active(self, key_id: str, tenant: str) -> Tenant | None:
+        """The tenant (with its current role) of an active key known by its id, or None once it is revoked,
+        deleted or moved to another tenant: how a console session learns its key no longer counts."""
+        self.refresh()
+        for record in self._index.get(key_id, ()):
+            if record.tenant == tenant:
+                return Tenant(name=record.tenant, key_id=record.key_id, role=record.role)
+        return None
 
     def refresh(self, *, force: bool = False) -> None:
         """Re-read the keys file if it changed; cheap enough to call on every request."""

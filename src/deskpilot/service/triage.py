@@ -231,8 +231,8 @@ class TriageService:
             replace(a, ticket_id=self.redactor.redact(t.id) if t.id else None)
             for a, t in zip((a for a in answers if a is not None), tickets, strict=True)
         ]
-        for text, answer in zip(texts, done, strict=True):
-            self._record(tenant, text, answer, http_request_id)
+        for text, answer, ticket in zip(texts, done, tickets, strict=True):
+            self._record(tenant, text, answer, http_request_id, ticket.channel)
         if self.shadow is not None and state.stage is Stage.SHADOW:
             self.shadow.submit(tenant, texts, [a.decision for a in done])
         return done
@@ -333,7 +333,9 @@ class TriageService:
         if role in WATCHED:
             self.monitor.observe_call(role, (time.perf_counter() - started) * 1000.0, error=error)
 
-    def _record(self, tenant: str, text: str, answer: Answer, http_request_id: str | None) -> None:
+    def _record(
+        self, tenant: str, text: str, answer: Answer, http_request_id: str | None, channel: str | None
+    ) -> None:
         decision = answer.decision
         prediction = decision.prediction
         if prediction.intent:
@@ -349,6 +351,7 @@ class TriageService:
             latency_ms=answer.latency_ms,
             ticket_id=answer.ticket_id,
             http_request_id=http_request_id,
+            channel=channel,
         )
         self.writer.submit(record)  # the writer reports its depth to the queue gauge
 

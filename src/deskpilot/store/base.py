@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from deskpilot.store.columns import MONITOR_PAGE, DecisionColumns
+from deskpilot.store.queue import COUNT_CAP, QueuePage, QueueQuery
 from deskpilot.store.records import (
     DecisionRecord,
     FeedbackRecord,
@@ -88,6 +89,21 @@ class DecisionStore(ABC):
     ) -> list[FeedbackRecord]:
         """The tenant's feedback given at or after ``since``, oldest first (so that a consumer can read
         on from the last time it saw)."""
+
+    @abstractmethod
+    def queue_page(self, tenant: str, query: QueueQuery, *, limit: int) -> QueuePage:
+        """One page of the tenant's queue (decisions routed to a person and the audit sample of auto
+        routes) matching ``query``, newest first, each with its verdict if any; see
+        :mod:`deskpilot.store.queue`. ValueError for a limit outside 1..``MAX_QUEUE_PAGE``."""
+
+    @abstractmethod
+    def queue_count(self, tenant: str, query: QueueQuery, *, cap: int = COUNT_CAP) -> int:
+        """How many queued decisions match ``query`` (its cursor aside), counting at most ``cap + 1``: a
+        result above ``cap`` means "more than ``cap``"."""
+
+    @abstractmethod
+    def verdict(self, tenant: str, request_id: str) -> FeedbackRecord | None:
+        """The verdict on one of the tenant's decisions, if a person gave one."""
 
     @abstractmethod
     def write_shadow(self, records: Sequence[ShadowRecord]) -> None:

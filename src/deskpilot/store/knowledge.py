@@ -76,6 +76,14 @@ class SuggestionFeedbackRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class LatestSuggestion:
+    """The newest suggestion made for a decision, with the agent's verdict on it if any."""
+
+    record: SuggestionRecord
+    verdict: Verdict | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Acceptance:
     """The agents' verdicts on one intent's drafts from one provider."""
 
@@ -126,6 +134,11 @@ class KnowledgeStore(ABC):
 
     @abstractmethod
     def get_suggestion(self, tenant: str, suggestion_id: str) -> SuggestionRecord | None: ...
+
+    @abstractmethod
+    def latest_suggestion(self, tenant: str, request_id: str) -> LatestSuggestion | None:
+        """The newest suggestion made for the tenant's decision ``request_id`` (the console's ticket page
+        shows it instead of drafting again), with its verdict; None when none was made."""
 
     @abstractmethod
     def add_suggestion_feedback(

@@ -14,6 +14,7 @@ from deskpilot.store.knowledge import (
     BudgetUsage,
     ImportCounts,
     KnowledgeStore,
+    LatestSuggestion,
     SuggestionFeedbackRecord,
     SuggestionRecord,
     Verdict,
@@ -82,6 +83,20 @@ class InMemoryKnowledgeStore(KnowledgeStore):
         with self._lock:
             self._check()
             return self._suggestions.get((tenant, suggestion_id))
+
+    def latest_suggestion(self, tenant: str, request_id: str) -> LatestSuggestion | None:
+        with self._lock:
+            self._check()
+            mine = [
+                (n, record)
+                for n, record in enumerate(self._suggestions.values())
+                if record.tenant == tenant and record.request_id == request_id
+            ]
+            if not mine:
+                return None
+            _, newest = max(mine, key=lambda found: (found[1].created_at, found[0]))
+            verdict = self._verdicts.get((tenant, newest.suggestion_id))
+        return LatestSuggestion(newest, None if verdict is None else verdict.verdict)
 
     def add_suggestion_feedback(
         self, tenant: str, suggestion_id: str, verdict: Verdict, edit_distance: int | None

@@ -17,6 +17,7 @@ from deskpilot.store.knowledge import (
     BudgetUsage,
     ImportCounts,
     KnowledgeStore,
+    LatestSuggestion,
     SuggestionFeedbackRecord,
     SuggestionRecord,
     Verdict,
@@ -124,6 +125,23 @@ class SqlKnowledgeStore(SqlBacked, KnowledgeStore):
             self._check_schema(conn)
             row = conn.execute(query).mappings().one_or_none()
         return None if row is None else _suggestion(row)
+
+    def latest_suggestion(self, tenant: str, request_id: str) -> LatestSuggestion | None:
+        g, v = suggestions, suggestion_feedback
+        # no ORDER BY ... LIMIT 1: SQLite would rather walk the (tenant, created_at) index in order than
+        # look up the few suggestions of one request by (tenant, request_id)
+        query = (
+            sa.select(g, v.c.verdict)
+            .outerjoin(v, sa.and_(v.c.tenant == g.c.tenant, v.c.suggestion_id == g.c.suggestion_id))
+            .where(g.c.tenant == tenant, g.c.request_id == request_id)
+        )
+        with translated("reading a ticket's suggestion", self._url), self._engine.connect() as conn:
+            self._check_schema(conn)
+            rows = conn.execute(query).mappings().all()
+        if not rows:
+            return None
+        newest = max(rows, key=lambda row: (row["created_at"], row["id"]))
+        return LatestSuggestion(_suggestion(newest), newest["verdict"])
 
     def add_suggestion_feedback(
         self, tenant: str, suggestion_id: str, verdict: Verdict, edit_distance: int | None

@@ -10,6 +10,15 @@ from datetime import datetime
 from deskpilot.errors import StoreNotFoundError, StoreUnavailableError
 from deskpilot.store.base import MAX_PAGE, DecisionStore, DeletedRows, ReviewedPage, check_page
 from deskpilot.store.columns import MONITOR_PAGE, ColumnsBuilder, DecisionColumns
+from deskpilot.store.queue import (
+    COUNT_CAP,
+    Cursor,
+    QueuePage,
+    QueueQuery,
+    QueueRow,
+    check_queue_page,
+    page_of,
+)
 from deskpilot.store.records import (
     DecisionRecord,
     FeedbackRecord,
@@ -112,6 +121,39 @@ class InMemoryStore(DecisionStore):
                 if r.tenant == tenant and (since is None or r.created_at >= since)
             ]
         return sorted(mine, key=lambda r: r.created_at)[:limit]
+
+    def queue_page(self, tenant: str, query: QueueQuery, *, limit: int) -> QueuePage:
+        check_queue_page(limit)
+        rows = self._queued(tenant, query)
+        after = query.after
+        if after is not None:
+            rows = [
+                row for row in rows if (row.cursor.created_at, row.cursor.id) < (after.created_at, after.id)
+            ]
+        return page_of(rows[: limit + 1], limit)
+
+    def queue_count(self, tenant: str, query: QueueQuery, *, cap: int = COUNT_CAP) -> int:
+        if cap < 0:
+            raise ValueError(f"cap must be >= 0, got {cap}")
+        return min(len(self._queued(tenant, query)), cap + 1)
+
+    def _queued(self, tenant: str, query: QueueQuery) -> list[QueueRow]:
+        """Every queued decision of the tenant that ``query`` matches, newest first."""
+        with self._lock:
+            self._check()
+            rows = []
+            for key, record in self._decisions.items():
+                verdict = self._feedback.get(key)
+                intent = None if verdict is None else verdict.correct_intent
+                if record.tenant == tenant and query.matches(record, intent):
+                    rows.append(QueueRow(record, Cursor(record.created_at, self._ids[key]), intent))
+        rows.sort(key=lambda row: row.cursor, reverse=True)
+        return rows
+
+    def verdict(self, tenant: str, request_id: str) -> FeedbackRecord | None:
+        with self._lock:
+            self._check()
+            return self._feedback.get((tenant, request_id))
 
     def write_shadow(self, records: Sequence[ShadowRecord]) -> None:
         with self._lock:

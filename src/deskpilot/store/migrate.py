@@ -28,7 +28,14 @@ from sqlalchemy.engine import Connection
 from deskpilot.errors import StoreError
 from deskpilot.store.engine import make_engine, parse_url, sqlite_path, tighten_sqlite_files, translated
 from deskpilot.store.files import create_private, private_dir
-from deskpilot.store.tables import DATA_TABLES, VERSION_TABLE, audit_log, llm_budget, monitor_runs
+from deskpilot.store.tables import (
+    DATA_TABLES,
+    VERSION_TABLE,
+    audit_log,
+    console_sessions,
+    llm_budget,
+    monitor_runs,
+)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATE_HINT = "run `deskpilot store migrate` to bring the database up to date"
@@ -99,7 +106,7 @@ def upgrade(url: str, revision: str = "head", *, runtime_role: str | None = None
     return reached
 
 
-_WRITABLE_TABLES = (*DATA_TABLES, llm_budget)
+_WRITABLE_TABLES = (*DATA_TABLES, llm_budget, console_sessions)
 _STORE_TABLES = (*_WRITABLE_TABLES, audit_log, monitor_runs)
 
 
@@ -112,6 +119,7 @@ def grant_runtime(url: str, role: str) -> list[str]:
     - ``monitor_runs``: SELECT, INSERT (the service's monitor task records its runs; history is kept);
     - ``decisions``, ``feedback``, ``shadow_decisions``: SELECT, INSERT, UPDATE, DELETE (a replaced verdict
       updates feedback; retention and erasure delete);
+    - ``console_sessions``: SELECT, INSERT, DELETE (console sign-in and sign-out);
     - the version table: SELECT (every store checks the schema revision); the id sequences: USAGE, SELECT.
 
     :class:`StoreError` when ``role`` is the one migrating or owns a store table: then its credentials

@@ -43,6 +43,7 @@ class DecisionRecord:
     reason: str = ""
     http_request_id: str | None = None  # the HTTP request (X-Request-ID) that asked for this decision
     review_sample: bool = False  # an auto route sampled for a person's review (the monitor's audit sample)
+    channel: str | None = None  # the channel the caller named (email, chat, ...), if any
     created_at: datetime = field(default_factory=utc_now)
 
     def __post_init__(self) -> None:
@@ -64,6 +65,7 @@ class DecisionRecord:
         latency_ms: float,
         ticket_id: str | None = None,
         http_request_id: str | None = None,
+        channel: str | None = None,
         created_at: datetime | None = None,
     ) -> DecisionRecord:
         """The record of a decision the service returned; ``text`` is the redacted text the model saw."""
@@ -84,6 +86,7 @@ class DecisionRecord:
             reason=decision.reason,
             http_request_id=http_request_id,
             review_sample=decision.review,
+            channel=channel,
             created_at=created_at or utc_now(),
         )
 

@@ -9,12 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from deskpilot.domain import Route
 from deskpilot.errors import StoreNotFoundError
-from deskpilot.store import sql_reads
+from deskpilot.store import queue, sql_reads
 from deskpilot.store.base import MAX_PAGE, DecisionStore, DeletedRows, ReviewedPage, check_page
 from deskpilot.store.columns import MONITOR_PAGE, ColumnsBuilder, DecisionColumns
 from deskpilot.store.engine import sqlite_file_problem, translated
+from deskpilot.store.queue import COUNT_CAP, QueuePage, QueueQuery
 from deskpilot.store.records import (
     DecisionRecord,
     FeedbackRecord,
@@ -24,6 +24,13 @@ from deskpilot.store.records import (
     utc_now,
 )
 from deskpilot.store.sql_base import SqlBacked
+from deskpilot.store.sql_rows import (
+    decision_from_row,
+    decision_row,
+    feedback_from_row,
+    shadow_pair,
+    shadow_row,
+)
 from deskpilot.store.tables import (
     decisions,
     feedback,
@@ -44,7 +51,7 @@ class SqlStore(SqlBacked, DecisionStore):
     def write_decisions(self, records: Sequence[DecisionRecord]) -> None:
         if not records:
             return
-        rows = [_decision_row(record) for record in records]
+        rows = [decision_row(record) for record in records]
         statement = self._insert(decisions).on_conflict_do_nothing(index_elements=["tenant", "request_id"])
         with translated("writing decisions", self._url), self._engine.begin() as conn:
             self._check_schema(conn)
@@ -55,7 +62,7 @@ class SqlStore(SqlBacked, DecisionStore):
         with translated("reading a decision", self._url), self._engine.connect() as conn:
             self._check_schema(conn)
             row = conn.execute(query).one_or_none()
-        return None if row is None else _decision(row)
+        return None if row is None else decision_from_row(row)
 
     def decisions(self, tenant: str, limit: int = 100, offset: int = 0) -> list[DecisionRecord]:
         check_page(limit, offset)
@@ -68,7 +75,7 @@ class SqlStore(SqlBacked, DecisionStore):
         )
         with translated("listing decisions", self._url), self._engine.connect() as conn:
             self._check_schema(conn)
-            return [_decision(row) for row in conn.execute(query)]
+            return [decision_from_row(row) for row in conn.execute(query)]
 
     def decisions_for_http_request(
         self, http_request_id: str, *, tenant: str | None = None
@@ -86,7 +93,7 @@ class SqlStore(SqlBacked, DecisionStore):
         query = query.order_by(decisions.c.created_at, decisions.c.id).limit(MAX_PAGE)
         with translated(action, self._url), self._engine.connect() as conn:
             self._check_schema(conn)
-            return [_decision(row) for row in conn.execute(query)]
+            return [decision_from_row(row) for row in conn.execute(query)]
 
     def add_feedback(self, tenant: str, request_id: str, correct_intent: str) -> FeedbackRecord:
         query = sa.select(decisions.c.intent, decisions.c.model_version).where(
@@ -129,12 +136,27 @@ class SqlStore(SqlBacked, DecisionStore):
         query = query.order_by(feedback.c.created_at, feedback.c.id).limit(limit)
         with translated("listing feedback", self._url), self._engine.connect() as conn:
             self._check_schema(conn)
-            return [_feedback(row) for row in conn.execute(query)]
+            return [feedback_from_row(row) for row in conn.execute(query)]
+
+    def queue_page(self, tenant: str, query: QueueQuery, *, limit: int) -> QueuePage:
+        with translated("reading the queue", self._url), self._engine.connect() as conn:
+            self._check_schema(conn)
+            return queue.read_page(conn, tenant, query, limit)
+
+    def queue_count(self, tenant: str, query: QueueQuery, *, cap: int = COUNT_CAP) -> int:
+        with translated("counting the queue", self._url), self._engine.connect() as conn:
+            self._check_schema(conn)
+            return queue.read_count(conn, tenant, query, cap)
+
+    def verdict(self, tenant: str, request_id: str) -> FeedbackRecord | None:
+        with translated("reading a verdict", self._url), self._engine.connect() as conn:
+            self._check_schema(conn)
+            return queue.read_verdict(conn, tenant, request_id)
 
     def write_shadow(self, records: Sequence[ShadowRecord]) -> None:
         if not records:
             return
-        rows = [_shadow_row(record) for record in records]
+        rows = [shadow_row(record) for record in records]
         statement = self._insert(shadow_decisions).on_conflict_do_nothing(
             index_elements=["tenant", "request_id", "model_version"]
         )
@@ -182,7 +204,7 @@ class SqlStore(SqlBacked, DecisionStore):
             query = query.where(s.c.tenant == tenant)
         with translated("reading shadow comparisons", self._url), self._engine.connect() as conn:
             self._check_schema(conn)
-            return [_shadow_pair(row) for row in conn.execute(query)]
+            return [shadow_pair(row) for row in conn.execute(query)]
 
     def ping(self) -> None:
         self._schema_checked = False
@@ -260,7 +282,7 @@ class SqlStore(SqlBacked, DecisionStore):
             self._check_schema(conn)
             return sql_reads.reviewed_page(
                 conn,
-                _decision,
+                decision_from_row,
                 since=since,
                 until=until,
                 tenant=tenant,
@@ -335,86 +357,3 @@ class SqlStore(SqlBacked, DecisionStore):
         """On SQLite, overwrite deleted rows instead of leaving them in free pages of the file."""
         if self._url.get_backend_name() == "sqlite":
             conn.exec_driver_sql("PRAGMA secure_delete=ON")
-
-
-def _decision_row(record: DecisionRecord) -> dict[str, Any]:
-    return {
-        "tenant": record.tenant,
-        "request_id": record.request_id,
-        "ticket_id": record.ticket_id,
-        "model_name": record.model_name,
-        "model_version": record.model_version,
-        "intent": record.intent,
-        "confidence": record.confidence,
-        "route": record.route.value,
-        "alternatives": [{"intent": intent, "confidence": score} for intent, score in record.alternatives],
-        "latency_ms": record.latency_ms,
-        "text": record.text,
-        "fallback": record.fallback,
-        "reason": record.reason,
-        "http_request_id": record.http_request_id,
-        "review_sample": record.review_sample,
-        "created_at": record.created_at,
-    }
-
-
-def _decision(row: sa.Row[Any]) -> DecisionRecord:
-    return DecisionRecord(
-        tenant=row.tenant,
-        request_id=row.request_id,
-        ticket_id=row.ticket_id,
-        model_name=row.model_name,
-        model_version=row.model_version,
-        intent=row.intent,
-        confidence=row.confidence,
-        route=Route(row.route),
-        alternatives=tuple((alt["intent"], alt["confidence"]) for alt in row.alternatives),
-        latency_ms=row.latency_ms,
-        text=row.text,
-        fallback=row.fallback,
-        reason=row.reason,
-        http_request_id=row.http_request_id,
-        review_sample=row.review_sample,
-        created_at=row.created_at,
-    )
-
-
-def _feedback(row: sa.Row[Any]) -> FeedbackRecord:
-    return FeedbackRecord(
-        tenant=row.tenant,
-        request_id=row.request_id,
-        correct_intent=row.correct_intent,
-        predicted_intent=row.predicted_intent,
-        model_version=row.model_version,
-        created_at=row.created_at,
-    )
-
-
-def _shadow_row(record: ShadowRecord) -> dict[str, Any]:
-    return {
-        "tenant": record.tenant,
-        "request_id": record.request_id,
-        "model_name": record.model_name,
-        "model_version": record.model_version,
-        "intent": record.intent,
-        "confidence": record.confidence,
-        "route": record.route.value,
-        "created_at": record.created_at,
-    }
-
-
-def _shadow_pair(row: sa.Row[Any]) -> ShadowPair:
-    return ShadowPair(
-        tenant=row.tenant,
-        request_id=row.request_id,
-        champion_version=row.champion_version,
-        champion_intent=row.champion_intent,
-        champion_confidence=row.champion_confidence,
-        champion_route=Route(row.champion_route),
-        challenger_version=row.model_version,
-        challenger_intent=row.intent,
-        challenger_confidence=row.confidence,
-        challenger_route=Route(row.route),
-        correct_intent=row.correct_intent,
-        created_at=row.created_at,
-    )

@@ -45,6 +45,10 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+QUEUED = "route = 'human' OR review_sample"
+"""Which decisions are in an agent's queue: routed to a person, or auto-routed and sampled for review. The
+queue's query repeats this exact text so that both databases use the partial indexes built on it (0008)."""
+
 # Sqlite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -68,18 +72,44 @@ decisions = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("http_request_id", sa.String(), nullable=True),
     sa.Column("review_sample", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("channel", sa.String(), nullable=True),
     sa.UniqueConstraint("tenant", "request_id"),
     sa.Index(None, "tenant", "created_at"),
     sa.Index(None, "http_request_id"),
     sa.Index(None, "request_id"),
     sa.Index(None, "created_at"),
     sa.Index(None, "ticket_id"),
+    sa.Index(
+        "ix_decisions_queue",
+        "tenant",
+        "created_at",
+        "id",
+        "request_id",  # covered: the queue's filters are checked in the index (0008)
+        "channel",
+        "confidence",
+        sqlite_where=sa.text(QUEUED),
+        postgresql_where=sa.text(QUEUED),
+    ),
+    sa.Index(
+        "ix_decisions_queue_intent",
+        "tenant",
+        "intent",
+        "created_at",
+        "id",
+        "request_id",
+        "channel",
+        "confidence",
+        sqlite_where=sa.text(QUEUED),
+        postgresql_where=sa.text(QUEUED),
+    ),
 )
 """One row per triage decision. ``request_id`` is the decision's own id (the API's ``request_id``, the
 feedback key); ``http_request_id`` is the HTTP request that asked for it (the access log's ``request_id``),
 NULL for decisions logged before migration 0004. Both are indexed on their own for the operator's trace,
 which looks an id up across tenants; ``created_at`` and ``ticket_id`` are indexed for retention and erasure
-(migration 0005). ``review_sample`` marks auto-routed decisions sampled for a person's review (0006)."""
+(migration 0005). ``review_sample`` marks auto-routed decisions sampled for a person's review (0006);
+``channel`` is the channel the caller named, and the two partial ``queue`` indexes hold only the rows of the
+agents' queue (0008)."""
 
 feedback = sa.Table(
     "feedback",
@@ -209,6 +239,7 @@ suggestions = sa.Table(
     sa.UniqueConstraint("tenant", "suggestion_id"),
     sa.Index(None, "tenant", "created_at"),
     sa.Index(None, "created_at"),
+    sa.Index(None, "tenant", "request_id"),
 )
 """One row per reply suggestion (migration 0007): what was drafted (redacted, as shown to the agent), from
 which sources, by which provider, model and prompt version, at what cost; ``draft`` is NULL when the copilot
@@ -248,6 +279,20 @@ llm_budget = sa.Table(
 """Each tenant's LLM spend per budget period (migration 0007). A call reserves its worst case with one
 conditional UPDATE (spent + reserved + this call within the limit) before it is sent, and settles after, so
 concurrent workers can never spend past the limit together."""
+
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("token_sha256", sa.CHAR(64), primary_key=True),
+    sa.Column("tenant", sa.String(), nullable=False),
+    sa.Column("key_id", sa.String(), nullable=False),
+    sa.Column("role", sa.String(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "expires_at"),
+)
+"""One row per signed-in console browser (migration 0008): the SHA-256 of its session token (the token itself
+is only in the browser's cookie), the key it signed in with, and when it expires. Signing out deletes it."""
 
 DATA_TABLES = (decisions, feedback, shadow_decisions, kb_items, suggestions, suggestion_feedback)
 """The tables retention and erasure delete from (never ``audit_log``), and the runtime role may write."""

@@ -23,7 +23,7 @@ from deskpilot.domain import ModelRef
 from deskpilot.errors import ModelNotFoundError
 from deskpilot.registry.base import ModelRegistry, ModelVersion
 from deskpilot.rollout.actions import CHAMPION_TARGET, read_state
-from deskpilot.service.keys import KeyRing
+from deskpilot.service.keys import OPERATOR, KeyRing
 from deskpilot.training.pipeline import RegisteredRun
 from deskpilot.training.run import TrainingConfig
 from deskpilot.workflows import keys, rollout
@@ -222,15 +222,20 @@ def score_samples(registry: ModelRegistry, version: ModelVersion) -> list[Scored
 
 
 def demo_key(settings: Settings, audit: AuditRecorder | None = None) -> str:
-    """The demo tenant's key: reused while it still authenticates, else created (audited, and kept in the
-    home folder with mode 0600)."""
+    """The demo tenant's operator key: reused while it still authenticates, else created (audited, and kept
+    in the home folder with mode 0600)."""
     path = settings.home / DEMO_KEY_FILE
     if path.is_file():
         key = path.read_text().strip()
         if KeyRing(settings.keys_file).authenticate(key) is not None:
             return key
     created = keys.create(
-        settings, DEMO_TENANT, label="created by deskpilot demo", reason="deskpilot demo", audit=audit
+        settings,
+        DEMO_TENANT,
+        label="created by deskpilot demo",
+        role=OPERATOR,  # one key for the API and the whole console (the queue and the operator's pages)
+        reason="deskpilot demo",
+        audit=audit,
     )
     path.write_text(created.raw_key + "\n")
     path.chmod(0o600)

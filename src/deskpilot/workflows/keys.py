@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from deskpilot.config import Settings
 from deskpilot.errors import AuditWriteError, DeskPilotError, StoreUnavailableError, UsageError
 from deskpilot.service.keys import (
+    AGENT,
     KeyRecord,
     config_key_records,
     create_key,
     list_keys,
     revoke_key,
+    validate_role,
     validate_tenant,
 )
 from deskpilot.store.audit import AuditAction
@@ -50,6 +52,7 @@ def create(
     tenant: str,
     *,
     label: str | None = None,
+    role: str = AGENT,
     reason: str = "created",
     audit: AuditRecorder | None = None,
 ) -> NewKey:
@@ -60,6 +63,7 @@ def create(
     before anyone saw it.
     """
     validate_tenant(tenant)
+    validate_role(role)
     audit = audit or open_audit(settings)
     try:
         audit.ready(AuditAction.KEY_CREATE)
@@ -68,7 +72,7 @@ def create(
             f"no key was created: its audit entry cannot be written now ({error.message})",
             details=error.details,
         ) from error
-    raw_key, record = create_key(settings.keys_file, tenant, label=label)
+    raw_key, record = create_key(settings.keys_file, tenant, label=label, role=role)
     try:
         receipt = _audit(audit, AuditAction.KEY_CREATE, record, reason)
     except AuditWriteError as error:
@@ -113,5 +117,5 @@ def listing(settings: Settings, *, tenant: str | None = None) -> list[KeyRecord]
 
 
 def _audit(audit: AuditRecorder, action: AuditAction, record: KeyRecord, reason: str) -> AuditReceipt:
-    payload = {"key_id": record.key_id, "tenant": record.tenant, "label": record.label}
+    payload = {"key_id": record.key_id, "tenant": record.tenant, "label": record.label, "role": record.role}
     return audit.record(action, f"{record.tenant}/{record.key_id}", reason, payload)

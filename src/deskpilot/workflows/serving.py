@@ -38,6 +38,7 @@ from deskpilot.service.triage import ServiceLimits, TriageService
 from deskpilot.store.audit import AuditAction, AuditLog
 from deskpilot.store.base import DecisionStore
 from deskpilot.store.knowledge import KnowledgeStore
+from deskpilot.store.sessions import SessionStore
 from deskpilot.store.writer import BufferedWriter, ShadowWriter
 from deskpilot.workflows.audit import PENDING_FILE, AuditRecorder, PendingEntries, audit_seal
 from deskpilot.workflows.build import load_policies, writable_store_url
@@ -59,6 +60,7 @@ class Overrides:
     audit: AuditLog | None = None
     keys: KeyRing | None = None
     knowledge: KnowledgeStore | None = None
+    sessions: SessionStore | None = None
     span_exporter: list[SpanExporter] = field(default_factory=list)  # filled with the exporter in use
 
 
@@ -118,6 +120,12 @@ class ServingStack:
         self._index_holder: IndexHolder | None = None
         self._index_watcher: Poller | None = None
         self._own_knowledge: KnowledgeStore | None = None
+        self._store: DecisionStore | None = None
+        self._registry: ModelRegistry | None = None
+        self._sessions: SessionStore | None = None
+        self._own_sessions: SessionStore | None = None
+        self._audit_log: AuditLog | None = None
+        self._pending: PendingEntries | None = None
         self._watcher: ModelWatcher | None = None
         self._guard: RolloutGuard | None = None
         self._audit: AuditRecorder | None = None
@@ -139,18 +147,58 @@ class ServingStack:
             raise RuntimeError("ServingStack.start() was not awaited")
         return self._copilot
 
+    @property
+    def store(self) -> DecisionStore:
+        """The decision store the service logs to (the console reads its queue from it)."""
+        if self._store is None:
+            raise RuntimeError("ServingStack.start() was not awaited")
+        return self._store
+
+    @property
+    def knowledge(self) -> KnowledgeStore:
+        """The copilot's store: knowledge items, suggestions and their verdicts."""
+        knowledge = self._given.knowledge or self._own_knowledge
+        if knowledge is None:
+            raise RuntimeError("ServingStack.start() was not awaited")
+        return knowledge
+
+    @property
+    def registry(self) -> ModelRegistry:
+        if self._registry is None:
+            raise RuntimeError("ServingStack.start() was not awaited")
+        return self._registry
+
+    @property
+    def sessions(self) -> SessionStore:
+        """The console's sign-in sessions, in the decisions' database."""
+        if self._sessions is None:
+            raise RuntimeError("ServingStack.start() was not awaited")
+        return self._sessions
+
+    def audit_recorder(self, actor: str) -> AuditRecorder:
+        """An :class:`AuditRecorder` on the server's audit log that records as ``actor`` (a console user)."""
+        if self._audit_log is None:
+            raise RuntimeError("ServingStack.start() was not awaited")
+        return AuditRecorder(self._audit_log, pending=self._pending, actor=actor)
+
     async def start(self) -> None:
         settings, given = self.settings, self._given
         registry = given.registry or _registry(settings)
+        self._registry = registry
         url = settings.resolved_database_url
-        if given.store is None or given.audit is None:
+        if given.store is None or given.audit is None or given.sessions is None:
             url = await asyncio.to_thread(writable_store_url, settings)  # a local SQLite file is migrated
         store = given.store or _store(url)
+        self._store = store
+        self._own_sessions = None if given.sessions is not None else _sessions(url)
+        self._sessions = given.sessions or self._own_sessions
         self._own_audit = None if given.audit is not None else _audit_log(url)
         audit_log = given.audit or self._own_audit
         assert audit_log is not None
         audit_log.use_seal(audit_seal(settings, create_key=True))  # sign appends, record heads (ADR 0011)
+        self._audit_log = audit_log
         pending = PendingEntries(settings.home / PENDING_FILE)
+        self._pending = pending
         self._audit = AuditRecorder(
             audit_log,
             pending=pending,
@@ -274,6 +322,8 @@ class ServingStack:
             await self._service.close()
         if self._own_audit is not None:
             self._own_audit.close()  # a log the caller handed in is the caller's to close
+        if self._own_sessions is not None:
+            self._own_sessions.close()
         self.metrics.process_exited()
 
     async def _gauge_pending(self, pending: PendingEntries) -> None:
@@ -348,6 +398,12 @@ def _knowledge(url: str) -> KnowledgeStore:
     from deskpilot.store.knowledge_sql import SqlKnowledgeStore
 
     return SqlKnowledgeStore(url)
+
+
+def _sessions(url: str) -> SessionStore:
+    from deskpilot.store.sessions_sql import SqlSessionStore
+
+    return SqlSessionStore(url)
 
 
 def _audit_log(url: str) -> AuditLog:

@@ -70,8 +70,10 @@ def copy_articles(intents: set[str], folder: Path) -> dict[str, str]:
     return titles
 
 
-def build_copilot_home(root: Path, encoder_cache: Path, *, per_label: int = 10) -> CopilotHome:
-    trained = trained_home(root / "home", versions=1, labels=LABELS, per_label=30)
+def build_copilot_home(
+    root: Path, encoder_cache: Path, *, per_label: int = 10, versions: int = 1
+) -> CopilotHome:
+    trained = trained_home(root / "home", versions=versions, labels=LABELS, per_label=30)
     link_encoder(trained.home, encoder_cache)
     settings = settings_for(trained)
     tickets = bundled_subset(labels=LABELS, per_label=per_label, seed=1)[["text", "label"]].copy()

@@ -47,7 +47,7 @@ def _tickets(items: Sequence[TriageRequest], parts: ServingStack) -> list[Ticket
                 "max_text_length": limit,
             },
         )
-    return [Ticket(text=item.text, id=item.id) for item in items]
+    return [Ticket(text=item.text, id=item.id, channel=item.channel) for item in items]
 
 
 def _public(answer: Answer) -> dict[str, Any]:
