@@ -200,6 +200,12 @@ class Settings(BaseSettings):
         le=30 * 86400,
         description="How long a console sign-in lasts before the browser must sign in again.",
     )
+    console_operator_tenants: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Tenants whose keys may hold the operator role (comma-separated). Operators steer the "
+        "models every tenant shares and read the whole audit log, so on a shared deployment list only the "
+        "team that runs it; empty (the default) lets an operator key of any tenant sign in as operator.",
+    )
     console_secure_cookie: bool = Field(
         default=False,
         description="Mark the console's cookies Secure (HTTPS only): set it when a TLS proxy fronts the "
@@ -219,6 +225,17 @@ class Settings(BaseSettings):
     @property
     def resolved_kb_dir(self) -> Path:
         return self.kb_dir or self.home / "kb"
+
+    @field_validator("console_operator_tenants", mode="before")
+    @classmethod
+    def _split_operator_tenants(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def may_operate(self, tenant: str) -> bool:
+        """Whether an operator-role key of ``tenant`` acts as an operator here."""
+        return not self.console_operator_tenants or tenant in self.console_operator_tenants
 
     @field_validator("api_keys", mode="before")
     @classmethod

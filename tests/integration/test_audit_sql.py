@@ -384,7 +384,7 @@ def test_a_store_at_0004_keeps_its_unkeyed_entries_through_0005_and_back(url: st
                 ),
                 {"at": entry.at.replace(tzinfo=None), "prev": GENESIS_HASH, "hash": entry.hash},
             )
-        assert migrate.upgrade(url) == migrate.head_revision() == "0007"
+        assert migrate.upgrade(url) == migrate.head_revision() == "0008"
         log = SqlAuditLog(url)
         try:
             (kept,) = log.entries()

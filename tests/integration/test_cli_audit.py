@@ -50,7 +50,7 @@ def test_key_changes_are_audited_and_tampering_is_found(tmp_path: Path) -> None:
     (entry,) = json.loads(as_json.stdout)
     assert entry["seq"] == 2
     assert entry["action"] == "key_revoke"
-    assert entry["payload"] == {"key_id": key_id, "tenant": "acme", "label": "support desk"}
+    assert entry["payload"] == {"key_id": key_id, "tenant": "acme", "label": "support desk", "role": "agent"}
     assert re.fullmatch(r"[0-9a-f]{64}", entry["hash"])
     assert re.fullmatch(r"[0-9a-f]{64}", entry["prev_hash"])
     stored_hash = json.loads((home / "keys.jsonl").read_text().splitlines()[0])["secret_sha256"]

@@ -158,3 +158,7 @@ def test_monitor_runs_come_back_oldest_first_with_their_result(store: DecisionSt
     assert runs[-1].result["signals"][0]["q_value"] == pytest.approx(0.125)
     assert runs[0].id is not None
     assert runs[0].id < runs[-1].id
+    overall = store.monitor_runs(10, model_name="deskpilot-triage", overall=True)
+    assert [run.decisions for run in overall] == [100, 300]
+    assert [run.decisions for run in store.monitor_runs(10, fired=True)] == [300]
+    assert store.monitor_runs(10, model_name="another-model") == []

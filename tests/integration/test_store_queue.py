@@ -169,6 +169,20 @@ def test_keyset_pages_break_ties_and_never_repeat_or_skip(store: DecisionStore) 
     assert len(expected) > 9
 
 
+def test_a_decisions_position_is_its_cursor_in_the_queue(store: DecisionStore) -> None:
+    query = QueueQuery(state="all")
+    rows = store.queue_page("acme", query, limit=500).rows
+    for row in rows[:5]:
+        assert store.queue_position("acme", row.decision.request_id) == row.cursor
+    middle = rows[len(rows) // 2]
+    after = store.queue_page("acme", QueueQuery(state="all", after=middle.cursor), limit=1).rows
+    assert after[0].decision.request_id == rows[len(rows) // 2 + 1].decision.request_id
+    theirs = store.queue_position("globex", rows[0].decision.request_id)  # the same id, globex's own
+    assert theirs is not None
+    assert theirs != rows[0].cursor
+    assert store.queue_position("acme", "no-such-decision") is None
+
+
 def test_an_exact_page_has_no_next_cursor(store: DecisionStore) -> None:
     total = len(queued(ALL))
     assert store.queue_page("acme", QueueQuery(), limit=total).next_cursor is None

@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from opentelemetry.trace import Tracer
+from starlette.requests import Request
 
 from deskpilot.api.deps import TENANT_STATE, prepaid, rate_limited
 from deskpilot.api.errors import error_body, error_headers
@@ -60,12 +61,22 @@ DISCONNECTED_STATE = "deskpilot.client_disconnected"
 access_log = logging.getLogger("deskpilot.access")
 
 
-async def send_error(send: Send, error: DeskPilotError) -> None:
+async def send_error(send: Send, error: DeskPilotError, scope: Scope | None = None) -> None:
+    """The error's JSON answer; a console page (``scope`` under /console/) gets it as an HTML page."""
+    if scope is not None and str(scope.get("path", "")).startswith(FORM_PREFIX):
+        from deskpilot.console.errors import page_for  # the console's pages, on use
+
+        await page_for(Request(scope), error)(scope, _disconnected, send)
+        return
     body = json.dumps(error_body(error)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error_headers(error).items()]
     await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _disconnected() -> Message:
+    return {"type": "http.disconnect"}
 
 
 class TenantGate:
@@ -142,7 +153,7 @@ class BodyGuard:
         gate = self.gate if self.gate is not None and self.gate.applies(scope) else None
         admitted = self._before_body(scope, headers, gate)
         if isinstance(admitted, RequestError):
-            await send_error(send, admitted)
+            await send_error(send, admitted, scope)
             return
         tenant, paid = admitted
         body = await self._read(scope, receive, send)
@@ -150,7 +161,7 @@ class BodyGuard:
             return
         checked = self._after_body(body, gate, tenant, paid)
         if isinstance(checked, RequestError):
-            await send_error(send, checked)
+            await send_error(send, checked, scope)
             return
         with prepaid(checked):
             await self._serve(scope, receive, send, body)
@@ -168,7 +179,7 @@ class BodyGuard:
         if refusal is not None:
             return refusal
         declared = headers.get("content-length", "")
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             return tenant, 0  # chunked: it pays when the body has arrived
         fee = gate.pay(tenant, int(declared))
         return fee if isinstance(fee, RequestError) else (tenant, fee)
@@ -199,7 +210,9 @@ class BodyGuard:
                     message = await receive()
             except TimeoutError:
                 await send_error(
-                    send, RequestTimeoutError(f"the body did not arrive within {self.body_timeout_s:g}s")
+                    send,
+                    RequestTimeoutError(f"the body did not arrive within {self.body_timeout_s:g}s"),
+                    scope,
                 )
                 return None
             if message["type"] == "http.disconnect":
@@ -208,7 +221,7 @@ class BodyGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await send_error(send, self._too_large_error())
+                await send_error(send, self._too_large_error(), scope)
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -265,7 +278,7 @@ class BodyGuard:
         if charset and charset not in {"utf-8", "utf8"}:
             return InvalidEncodingError(f"only UTF-8 bodies are accepted, not {charset}")
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
             return self._too_large_error()
         return None
 

@@ -124,7 +124,7 @@ def parse_window(text: str | None) -> tuple[timedelta | None, int | None]:
     if text is None:
         return None, None
     value = text.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         if int(value) < 1:
             raise UsageError("--window: a count window needs at least one decision")
         return None, int(value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -46,7 +47,7 @@ from deskpilot.errors import (
 from deskpilot.store.base import OTHER_INTENT
 from deskpilot.store.knowledge import VERDICTS, Verdict
 from deskpilot.store.queue import COUNT_CAP, Cursor, QueueRow
-from deskpilot.store.records import DecisionRecord
+from deskpilot.store.records import DecisionRecord, FeedbackRecord
 from deskpilot.workflows.serving import ServingStack
 
 logger = logging.getLogger("deskpilot.console")
@@ -173,18 +174,26 @@ async def _decision(stack: ServingStack, user: ConsoleUser, request_id: str) -> 
     return record
 
 
-def _context_of(values: Any, record: DecisionRecord, *, strict: bool) -> tuple[QueueFilters, Cursor]:
-    """The list a ticket was opened from and its place in it; a ticket opened by its URL alone continues
-    with the open queue, after its own time. ``strict``: a bad value is a 400 (forms), else it is dropped.
-    Forms carry it as one field, ``queue`` (the query string), apart from their own fields."""
+async def _context_of(
+    stack: ServingStack, user: ConsoleUser, values: Mapping[str, str], record: DecisionRecord, *, strict: bool
+) -> tuple[QueueFilters, Cursor, str]:
+    """The list a ticket was opened from, its place in it, and a notice when the page's list was not
+    understood; a ticket opened by its URL alone continues with the open queue, after its own place.
+    ``strict``: a bad value is a 400 (forms), else the open queue with a notice. Forms carry it as one
+    field, ``queue`` (the query string), apart from their own fields."""
+    notice = ""
     try:
         filters = QueueFilters.parse(values)
         position = cursor_of(values.get("pos"), "pos")
-    except ConsoleError:
+    except ConsoleError as exc:
         if strict:
             raise
         filters, position = QueueFilters(), None
-    return filters, position or Cursor(record.created_at, 0)
+        notice = f"The list this link came from was not understood ({exc.message}); showing the open queue."
+    if position is None:
+        own = await asyncio.to_thread(stack.store.queue_position, user.tenant, record.request_id)
+        position = own or Cursor(record.created_at, 0)
+    return filters, position, notice
 
 
 def _path(record: DecisionRecord) -> str:
@@ -204,7 +213,9 @@ async def _assist(stack: ServingStack, user: ConsoleUser, record: DecisionRecord
         latest = await asyncio.to_thread(stack.knowledge.latest_suggestion, user.tenant, record.request_id)
         if latest is not None:
             loaded = copilot.holder.loaded
-            items = items_by_id(loaded.index.items(user.tenant)) if loaded is not None else {}
+            cited = {str(source.get("id", "")) for source in latest.record.sources}
+            found = [loaded.index.item(user.tenant, id_) for id_ in cited] if loaded is not None else []
+            items = items_by_id(item for item in found if item is not None)
             return AssistPanel(assist_from_record(latest, items))
         outcome = await copilot.suggest(user.tenant, request_id=record.request_id)
     except KnowledgeIndexUnavailableError:
@@ -217,6 +228,11 @@ async def _assist(stack: ServingStack, user: ConsoleUser, record: DecisionRecord
     return AssistPanel(assist_from_suggestion(outcome.suggestion))
 
 
+def verdict_token(verdict: FeedbackRecord | None) -> str:
+    """What identifies the verdict a page showed: a post carrying another one was made on stale ground."""
+    return "none" if verdict is None else f"{verdict.correct_intent}@{verdict.created_at.isoformat()}"
+
+
 @router.get("/tickets/{request_id}")
 async def ticket(request: Request, request_id: str, user: UserDep, stack: StackDep) -> Response:
     started = time.perf_counter()
@@ -225,12 +241,13 @@ async def ticket(request: Request, request_id: str, user: UserDep, stack: StackD
         asyncio.to_thread(stack.store.verdict, user.tenant, request_id[:MAX_ID]),
     )
     params = request.query_params
-    filters, position = _context_of(params, record, strict=False)
+    filters, position, problem = await _context_of(stack, user, params, record, strict=False)
     serving = Serving.of(stack.service.models)
     previous = params.get("prev", "")
     context = {
         "record": record,
         "verdict": verdict,
+        "verdict_token": verdict_token(verdict),
         "verdict_label": None if verdict is None else intent_label(verdict.correct_intent),
         "reasons": why_routed(record, serving),
         "intents": serving.intents,
@@ -244,7 +261,7 @@ async def ticket(request: Request, request_id: str, user: UserDep, stack: StackD
         "assist_fragment": f"{_path(record)}/assist{filters.qs(pos=position.encode())}",
         "ticket_path": _path(record),
         "panel": await _assist(stack, user, record) if params.get("assist") else None,
-        "notice": NOTICES.get(params.get("saved", ""), ""),
+        "notice": NOTICES.get(params.get("saved", ""), "") or problem,
         "previous_url": f"/console/tickets/{quote(previous, safe='')}" if 0 < len(previous) <= MAX_ID else "",
     }
     page = render(request, "ticket.html.j2", context, user=user, section="queue")
@@ -255,7 +272,7 @@ async def ticket(request: Request, request_id: str, user: UserDep, stack: StackD
 async def ticket_assist(request: Request, request_id: str, user: UserDep, stack: StackDep) -> Response:
     """The reply-suggestion panel alone, which the ticket page loads after it is shown."""
     record = await _decision(stack, user, request_id)
-    filters, position = _context_of(request.query_params, record, strict=False)
+    filters, position, _ = await _context_of(stack, user, request.query_params, record, strict=False)
     context = {
         "record": record,
         "ticket_path": _path(record),
@@ -271,10 +288,22 @@ async def post_verdict(request: Request, request_id: str, user: UserDep, stack: 
     """Confirm or correct the intent (a feedback row), then go on to the next ticket of the list."""
     form = await form_of(request, user)
     record = await _decision(stack, user, request_id)
-    filters, position = _context_of(dict(parse_qsl(form.get("queue", ""))), record, strict=True)
+    filters, position, _ = await _context_of(
+        stack, user, dict(parse_qsl(form.get("queue", ""))), record, strict=True
+    )
     intent = (form.get("intent") or "").strip()
     if intent != OTHER_INTENT and intent not in Serving.of(stack.service.models).intents:
         raise ConsoleError(400, "Unknown intent", "The intent must be one the models know, or None of these.")
+    shown = form.get("replaces")
+    if shown is not None:  # the page said which verdict it showed: refuse to overwrite one made since
+        current = await asyncio.to_thread(stack.store.verdict, user.tenant, record.request_id)
+        if shown != verdict_token(current) and (current is None or current.correct_intent != intent):
+            raise ConsoleError(
+                409,
+                "The verdict changed",
+                "Someone recorded a verdict on this ticket after you opened it. Reload the ticket to see "
+                "it before you replace it.",
+            )
     try:
         await stack.service.feedback(user.tenant, record.request_id, intent)
     except UnknownIntentError as exc:  # the models changed between the page and the post
@@ -293,7 +322,9 @@ async def post_draft(request: Request, request_id: str, user: UserDep, stack: St
     and saving an edit that changed nothing as an acceptance: the verdict says what was sent."""
     form = await form_of(request, user)
     record = await _decision(stack, user, request_id)
-    filters, position = _context_of(dict(parse_qsl(form.get("queue", ""))), record, strict=True)
+    filters, position, _ = await _context_of(
+        stack, user, dict(parse_qsl(form.get("queue", ""))), record, strict=True
+    )
     verdict = form.get("verdict", "")
     if verdict not in VERDICTS:
         raise ConsoleError(400, "Bad form", "The draft's verdict must be accepted, edited or rejected.")

@@ -28,12 +28,13 @@ from deskpilot.console.auth import (
     sign_in_token,
     start_session,
 )
-from deskpilot.console.errors import PREFIX, ConsoleError
+from deskpilot.console.errors import PREFIX, SIGN_IN_REASONS, ConsoleError
 from deskpilot.console.health import HealthSampler
 from deskpilot.console.operator import HEALTH_STATE
 from deskpilot.console.rendering import STATIC_DIR, STATIC_URL, render
 from deskpilot.console.stack import StackDep
 from deskpilot.service.keys import bearer_token
+from deskpilot.store.sessions import token_digest
 from deskpilot.workflows.serving import ServingStack
 
 logger = logging.getLogger("deskpilot.console")
@@ -55,7 +56,8 @@ async def landing(user: UserDep) -> RedirectResponse:
 @router.get("/sign-in")
 async def sign_in_page(request: Request, stack: StackDep, next: str = "", why: str = "") -> Response:
     token = sign_in_token(request)
-    context = {"next": safe_next(next, ""), "why": why[:200], "sign_in_token": token, "error": ""}
+    reason = SIGN_IN_REASONS.get(why, "")
+    context = {"next": safe_next(next, ""), "why": reason, "sign_in_token": token, "error": ""}
     response = render(request, "sign_in.html.j2", context, user=None, section="sign-in")
     set_cookie(response, stack, SIGN_IN_COOKIE, token, SIGN_IN_TTL_S)
     return response
@@ -76,11 +78,15 @@ async def sign_in(request: Request, stack: StackDep) -> Response:
             "error": "That key is not valid (or it was revoked).",
         }
         return render(request, "sign_in.html.j2", context, user=None, section="sign-in", status_code=401)
+    replaced = request.cookies.get(SESSION_COOKIE)
+    if replaced and len(replaced) <= 128:  # signing in again ends the session this browser had
+        await asyncio.to_thread(stack.sessions.delete_session, token_digest(replaced))
     token = await start_session(stack, tenant)
     logger.info(
         "console sign-in", extra={"tenant": tenant.name, "key_id": tenant.key_id, "role": tenant.role}
     )
-    response = RedirectResponse(safe_next(form.get("next"), _home_of(tenant.role)), status_code=303)
+    home = _home_of(tenant.role if stack.settings.may_operate(tenant.name) else "agent")
+    response = RedirectResponse(safe_next(form.get("next"), home), status_code=303)
     set_cookie(response, stack, SESSION_COOKIE, token, stack.settings.console_session_ttl_s)
     clear_cookie(response, stack, SIGN_IN_COOKIE)
     return response
@@ -91,7 +97,7 @@ async def sign_out(request: Request, user: UserDep, stack: StackDep) -> Response
     await form_of(request, user)
     await asyncio.to_thread(stack.sessions.delete_session, user.session_digest)
     logger.info("console sign-out", extra={"tenant": user.tenant, "key_id": user.key_id})
-    response = RedirectResponse(f"{PREFIX}/sign-in?why=You+have+signed+out.", status_code=303)
+    response = RedirectResponse(f"{PREFIX}/sign-in?why=signed-out", status_code=303)
     clear_cookie(response, stack, SESSION_COOKIE)
     return response
 

@@ -25,7 +25,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from deskpilot.console.errors import ConsoleError, SignInRequired
-from deskpilot.service.keys import OPERATOR, Tenant
+from deskpilot.service.keys import AGENT, OPERATOR, Tenant
 from deskpilot.store.sessions import ConsoleSession, token_digest
 from deskpilot.workflows.serving import ServingStack
 
@@ -94,12 +94,15 @@ async def current_user(request: Request) -> ConsoleUser:
     digest = token_digest(token)
     session = await asyncio.to_thread(stack.sessions.get_session, digest, datetime.now(UTC))
     if session is None:
-        raise SignInRequired(_next_path(request), "Your session has ended; sign in again.")
+        raise SignInRequired(_next_path(request), "ended")
     tenant = stack.keys.active(session.key_id, session.tenant)
     if tenant is None:
         await asyncio.to_thread(stack.sessions.delete_session, digest)
-        raise SignInRequired(_next_path(request), "The key this session used is no longer valid.")
-    user = ConsoleUser(tenant.name, tenant.key_id, tenant.role, csrf_for(token), digest)
+        raise SignInRequired(_next_path(request), "revoked")
+    # an operator key of a tenant the deployment does not let operate (DESKPILOT_CONSOLE_OPERATOR_TENANTS)
+    # works the agent view only: operators steer models every tenant shares
+    role = tenant.role if tenant.role != OPERATOR or stack.settings.may_operate(tenant.name) else AGENT
+    user = ConsoleUser(tenant.name, tenant.key_id, role, csrf_for(token), digest)
     request.state.console_user = user
     request.state.tenant = user.tenant  # the access log's tenant field, as for the API
     return user

@@ -33,13 +33,22 @@ class ConsoleError(Exception):
         self.message = message
 
 
+# Why the browser was sent to the sign-in page: the URL carries a code, the page shows its fixed message
+# (never text from the URL, which anyone can craft into a link).
+SIGN_IN_REASONS = {
+    "ended": "Your session has ended; sign in again.",
+    "revoked": "The key this session used is no longer valid.",
+    "signed-out": "You have signed out.",
+}
+
+
 class SignInRequired(Exception):  # noqa: N818 - a redirect, not an error
-    """No valid session: sign in first (``why`` is shown on the sign-in page)."""
+    """No valid session: sign in first (``why``, a key of SIGN_IN_REASONS, is shown on the sign-in page)."""
 
     def __init__(self, next_path: str, why: str = "") -> None:
-        super().__init__(why or "sign in")
+        super().__init__(SIGN_IN_REASONS.get(why, "sign in"))
         self.next_path = next_path
-        self.why = why
+        self.why = why if why in SIGN_IN_REASONS else ""
 
 
 def is_console(request: Request) -> bool:

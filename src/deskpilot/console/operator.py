@@ -161,7 +161,7 @@ def _reason(form: dict[str, str]) -> str:
 def _promotion(form: dict[str, str]) -> tuple[str, str, float | None, str]:
     """(version, target, percent, reason) of a promote form, or :class:`FormError`."""
     version = form.get("version", "").strip()
-    if not version.isdigit():
+    if not (version.isascii() and version.isdecimal()):
         raise FormError("Choose a registered version to promote.")
     to = form.get("to", "")
     if to not in TARGETS:
@@ -260,7 +260,7 @@ async def monitoring(request: Request, user: OperatorDep, stack: StackDep) -> HT
 
 @router.get("/audit")
 async def audit(request: Request, user: OperatorDep, stack: StackDep, page: str = "1") -> HTMLResponse:
-    number = int(page) if page.isdigit() and len(page) < 10 else 0
+    number = int(page) if page.isascii() and page.isdecimal() and len(page) < 10 else 0
     if number < 1:
         raise ConsoleError(400, "Bad request", "There is no such page of the audit log.")
     entries = await asyncio.to_thread(operator_audit.audit_page, stack.settings, number)

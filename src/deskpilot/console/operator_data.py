@@ -78,7 +78,7 @@ def model_rows(registry: ModelRegistry, name: str) -> list[ModelRow]:
 
 def model_detail(registry: ModelRegistry, name: str, version: str) -> ModelDetail:
     """One version with its metrics, lineage, gate decision, model card and evaluation report."""
-    if not version.isdigit():
+    if not (version.isascii() and version.isdecimal()):
         raise ModelNotFoundError(f"no version {version!r} of {name}: versions are numbers")
     found = registry.get(ModelRef(name, version=version))
     card = registry.document(name, found.version, MODEL_CARD)
@@ -165,17 +165,17 @@ class MonitoringView:
 
 
 def monitoring_view(store: DecisionStore, model_name: str, *, limit: int = MONITOR_RUNS) -> MonitoringView:
-    records = [r for r in store.monitor_runs(limit) if r.model_name == model_name]
-    overall = [r for r in records if r.tenant is None]
+    overall = store.monitor_runs(limit, model_name=model_name, overall=True)
+    fired = store.monitor_runs(ALERTS_SHOWN, model_name=model_name, fired=True)  # of any tenant
     last = overall[-1] if overall else None
     alerts = [
         Alert(record.until, record.tenant, record.model_version, signal)
-        for record in reversed(records)
+        for record in reversed(fired)
         for signal in signal_rows(record.result)
         if signal.fired
     ]
     return MonitoringView(
-        points=stored_history(records, model_name),
+        points=stored_history(overall, model_name),
         alpha=_number(last.result.get("alpha")) if last is not None else None,
         latest=signal_rows(last.result) if last is not None else [],
         latest_end=last.until if last is not None else None,

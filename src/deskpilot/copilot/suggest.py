@@ -58,6 +58,8 @@ class SearchIndex(Protocol):
 
     def items(self, tenant: str) -> tuple[KnowledgeItem, ...]: ...
 
+    def item(self, tenant: str, item_id: str) -> KnowledgeItem | None: ...
+
     def search_encoded(
         self,
         tenant: str,

@@ -94,7 +94,7 @@ class IndexCatalog:
             return None
         except (OSError, UnicodeDecodeError) as exc:
             raise ArtifactError(f"cannot read the index pointer {path}: {exc}") from exc
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise ArtifactError(f"the index pointer {path} does not hold a version number")
         return int(text)
 

@@ -212,6 +212,12 @@ class RetrievalIndex:
         partition = self.partitions.get(tenant)
         return partition.items if partition is not None else ()
 
+    def item(self, tenant: str, item_id: str) -> KnowledgeItem | None:
+        """One of the tenant's items by its id, or None."""
+        partition = self.partitions.get(tenant)
+        position = None if partition is None else partition.positions.get(item_id)
+        return None if partition is None or position is None else partition.items[position]
+
     def tenants(self) -> tuple[str, ...]:
         return tuple(sorted(self.partitions))
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from deskpilot.store.columns import MONITOR_PAGE, DecisionColumns
-from deskpilot.store.queue import COUNT_CAP, QueuePage, QueueQuery
+from deskpilot.store.queue import COUNT_CAP, Cursor, QueuePage, QueueQuery
 from deskpilot.store.records import (
     DecisionRecord,
     FeedbackRecord,
@@ -100,6 +100,10 @@ class DecisionStore(ABC):
     def queue_count(self, tenant: str, query: QueueQuery, *, cap: int = COUNT_CAP) -> int:
         """How many queued decisions match ``query`` (its cursor aside), counting at most ``cap + 1``: a
         result above ``cap`` means "more than ``cap``"."""
+
+    @abstractmethod
+    def queue_position(self, tenant: str, request_id: str) -> Cursor | None:
+        """Where one of the tenant's decisions sits in the queue's order (its cursor), or None."""
 
     @abstractmethod
     def verdict(self, tenant: str, request_id: str) -> FeedbackRecord | None:
@@ -216,8 +220,17 @@ class DecisionStore(ABC):
         """Store one monitor run; returns its id."""
 
     @abstractmethod
-    def monitor_runs(self, limit: int = DEFAULT_PAGE) -> list[MonitorRunRecord]:
-        """The latest ``limit`` monitor runs, oldest first (the order a plot over time reads them)."""
+    def monitor_runs(
+        self,
+        limit: int = DEFAULT_PAGE,
+        *,
+        model_name: str | None = None,
+        overall: bool = False,
+        fired: bool = False,
+    ) -> list[MonitorRunRecord]:
+        """The latest ``limit`` monitor runs, oldest first (the order a plot over time reads them); only
+        those of ``model_name`` when given, only all-tenant windows when ``overall``, only windows where a
+        signal fired when ``fired``."""
 
     def storage_problems(self) -> list[tuple[str, str]]:
         """What keeps writes from lasting although the database answers, as (message without the

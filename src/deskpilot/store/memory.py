@@ -150,6 +150,12 @@ class InMemoryStore(DecisionStore):
         rows.sort(key=lambda row: row.cursor, reverse=True)
         return rows
 
+    def queue_position(self, tenant: str, request_id: str) -> Cursor | None:
+        with self._lock:
+            self._check()
+            record = self._decisions.get((tenant, request_id))
+            return None if record is None else Cursor(record.created_at, self._ids[(tenant, request_id)])
+
     def verdict(self, tenant: str, request_id: str) -> FeedbackRecord | None:
         with self._lock:
             self._check()
@@ -254,10 +260,24 @@ class InMemoryStore(DecisionStore):
             self._runs.append(stored)
             return stored.id or 0
 
-    def monitor_runs(self, limit: int = 100) -> list[MonitorRunRecord]:
+    def monitor_runs(
+        self,
+        limit: int = 100,
+        *,
+        model_name: str | None = None,
+        overall: bool = False,
+        fired: bool = False,
+    ) -> list[MonitorRunRecord]:
         with self._lock:
             self._check()
-            return list(self._runs[-limit:]) if limit else []
+            runs = [
+                run
+                for run in self._runs
+                if (model_name is None or run.model_name == model_name)
+                and (not overall or run.tenant is None)
+                and (not fired or run.fired)
+            ]
+            return runs[-limit:] if limit else []
 
     def ping(self) -> None:
         with self._lock:

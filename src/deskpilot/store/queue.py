@@ -209,6 +209,14 @@ def read_count(conn: Connection, tenant: str, query: QueueQuery, cap: int = COUN
     return int(conn.execute(count_statement(tenant, query, cap)).scalar_one())
 
 
+def read_position(conn: Connection, tenant: str, request_id: str) -> Cursor | None:
+    d = decisions
+    row = conn.execute(
+        sa.select(d.c.created_at, d.c.id).where(d.c.tenant == tenant, d.c.request_id == request_id)
+    ).one_or_none()
+    return None if row is None else Cursor(row.created_at, row.id)
+
+
 def read_verdict(conn: Connection, tenant: str, request_id: str) -> FeedbackRecord | None:
     f = feedback
     row = conn.execute(sa.select(f).where(f.c.tenant == tenant, f.c.request_id == request_id)).one_or_none()

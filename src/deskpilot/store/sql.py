@@ -14,7 +14,7 @@ from deskpilot.store import queue, sql_reads
 from deskpilot.store.base import MAX_PAGE, DecisionStore, DeletedRows, ReviewedPage, check_page
 from deskpilot.store.columns import MONITOR_PAGE, ColumnsBuilder, DecisionColumns
 from deskpilot.store.engine import sqlite_file_problem, translated
-from deskpilot.store.queue import COUNT_CAP, QueuePage, QueueQuery
+from deskpilot.store.queue import COUNT_CAP, Cursor, QueuePage, QueueQuery
 from deskpilot.store.records import (
     DecisionRecord,
     FeedbackRecord,
@@ -147,6 +147,11 @@ class SqlStore(SqlBacked, DecisionStore):
         with translated("counting the queue", self._url), self._engine.connect() as conn:
             self._check_schema(conn)
             return queue.read_count(conn, tenant, query, cap)
+
+    def queue_position(self, tenant: str, request_id: str) -> Cursor | None:
+        with translated("reading the queue", self._url), self._engine.connect() as conn:
+            self._check_schema(conn)
+            return queue.read_position(conn, tenant, request_id)
 
     def verdict(self, tenant: str, request_id: str) -> FeedbackRecord | None:
         with translated("reading a verdict", self._url), self._engine.connect() as conn:
@@ -317,10 +322,19 @@ class SqlStore(SqlBacked, DecisionStore):
             self._check_schema(conn)
             return sql_reads.add_monitor_run(conn, record)
 
-    def monitor_runs(self, limit: int = 100) -> list[MonitorRunRecord]:
+    def monitor_runs(
+        self,
+        limit: int = 100,
+        *,
+        model_name: str | None = None,
+        overall: bool = False,
+        fired: bool = False,
+    ) -> list[MonitorRunRecord]:
         with translated("reading monitor runs", self._url), self._engine.connect() as conn:
             self._check_schema(conn)
-            return sql_reads.latest_monitor_runs(conn, limit)
+            return sql_reads.latest_monitor_runs(
+                conn, limit, model_name=model_name, overall=overall, fired=fired
+            )
 
     def storage_problems(self) -> list[tuple[str, str]]:
         problem = sqlite_file_problem(self._engine)

@@ -106,8 +106,17 @@ def add_monitor_run(conn: Connection, record: MonitorRunRecord) -> int:
     return int(inserted.scalar_one())
 
 
-def latest_monitor_runs(conn: Connection, limit: int) -> list[MonitorRunRecord]:
+def latest_monitor_runs(
+    conn: Connection, limit: int, *, model_name: str | None = None, overall: bool = False, fired: bool = False
+) -> list[MonitorRunRecord]:
     check_page(min(limit, MAX_PAGE))
     m = monitor_runs
-    rows = conn.execute(sa.select(m).order_by(m.c.id.desc()).limit(limit)).all()
+    query = sa.select(m)
+    if model_name is not None:
+        query = query.where(m.c.model_name == model_name)
+    if overall:
+        query = query.where(m.c.tenant.is_(None))
+    if fired:
+        query = query.where(m.c.fired.is_(True))
+    rows = conn.execute(query.order_by(m.c.id.desc()).limit(limit)).all()
     return [MonitorRunRecord(**row._mapping) for row in reversed(rows)]

@@ -14,6 +14,7 @@ from deskpilot.config import Settings
 from deskpilot.errors import AuditWriteError, DeskPilotError, StoreUnavailableError, UsageError
 from deskpilot.service.keys import (
     AGENT,
+    OPERATOR,
     KeyRecord,
     config_key_records,
     create_key,
@@ -64,6 +65,12 @@ def create(
     """
     validate_tenant(tenant)
     validate_role(role)
+    if role == OPERATOR and not settings.may_operate(tenant):
+        raise UsageError(
+            f"tenant {tenant!r} may not hold operator keys: DESKPILOT_CONSOLE_OPERATOR_TENANTS lists "
+            f"{', '.join(settings.console_operator_tenants)}",
+            details={"tenant": tenant, "role": role},
+        )
     audit = audit or open_audit(settings)
     try:
         audit.ready(AuditAction.KEY_CREATE)

@@ -143,7 +143,7 @@ def run(
         if request.report_dir is not None:
             from deskpilot.monitoring.report import write_monitor_report  # Jinja, matplotlib: on use
 
-            history = store.monitor_runs(limit=HISTORY_RUNS)
+            history = store.monitor_runs(HISTORY_RUNS, model_name=watched.ref.name, overall=True)
             files = write_monitor_report(result, history, request.report_dir)
     finally:
         if own_store:

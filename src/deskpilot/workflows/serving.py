@@ -179,7 +179,19 @@ class ServingStack:
         """An :class:`AuditRecorder` on the server's audit log that records as ``actor`` (a console user)."""
         if self._audit_log is None:
             raise RuntimeError("ServingStack.start() was not awaited")
-        return AuditRecorder(self._audit_log, pending=self._pending, actor=actor)
+        return self._recorder(self._audit_log, actor)
+
+    def _recorder(self, audit_log: AuditLog, actor: str) -> AuditRecorder:
+        """A recorder that queues entries the store cannot take now, logs that, and counts what is lost."""
+        return AuditRecorder(
+            audit_log,
+            pending=self._pending,
+            actor=actor,
+            on_queued=lambda receipt, why: logger.warning(
+                "audit entry queued until the store is reachable: %s (%s)", receipt.describe(), why
+            ),
+            on_unwritten=lambda action: self.metrics.audit_write_failures.labels(action).inc(),
+        )
 
     async def start(self) -> None:
         settings, given = self.settings, self._given
@@ -199,15 +211,7 @@ class ServingStack:
         self._audit_log = audit_log
         pending = PendingEntries(settings.home / PENDING_FILE)
         self._pending = pending
-        self._audit = AuditRecorder(
-            audit_log,
-            pending=pending,
-            actor=SERVICE_ACTOR,
-            on_queued=lambda receipt, why: logger.warning(
-                "audit entry queued until the store is reachable: %s (%s)", receipt.describe(), why
-            ),
-            on_unwritten=lambda action: self.metrics.audit_write_failures.labels(action).inc(),
-        )
+        self._audit = self._recorder(audit_log, SERVICE_ACTOR)
         manager = ModelManager(registry, settings.model_name, on_event=self._on_model_event)
         await asyncio.to_thread(manager.refresh)
         self._watcher = ModelWatcher(manager, settings.reload_interval_s)

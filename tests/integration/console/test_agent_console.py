@@ -26,6 +26,7 @@ ROW = re.compile(r'<tr data-id="([^"]+)"')
 @pytest.fixture(scope="module")
 def server(console_home: ConsoleHome) -> Iterator[LiveServer]:
     with console_server(console_home) as live:
+        live.app.state.console_home = console_home  # what the tests' own sign-ins need
         seed(live)
         yield live
 
@@ -42,6 +43,11 @@ def globex(server: LiveServer, console_home: ConsoleHome) -> Iterator[Browser]:
     browser = sign_in(server, console_home.globex_agent_key)
     yield browser
     browser.close()
+
+
+def parts_home(server: LiveServer) -> ConsoleHome:
+    home: ConsoleHome = server.app.state.console_home
+    return home
 
 
 def parts(server: LiveServer) -> ServingStack:
@@ -275,6 +281,76 @@ def test_next_ticket_follows_the_list_and_ends_on_the_queue(agent: Browser) -> N
     assert "No more tickets in this list" in agent.get(end.headers["location"]).text
 
 
+def test_a_verdict_made_since_the_page_was_shown_is_not_overwritten(
+    agent: Browser, server: LiveServer
+) -> None:
+    classes = intents(server)
+    page = agent.get("/console/tickets/acme-022")
+    shown = re.search(r'name="replaces" value="([^"]+)"', page.text)
+    assert shown is not None
+    assert shown.group(1) == "none"
+    first = agent.post("/console/tickets/acme-022/verdict", {"intent": classes[5], "replaces": "none"})
+    assert first.status_code == 303
+    stale = agent.post("/console/tickets/acme-022/verdict", {"intent": classes[4], "replaces": "none"})
+    assert stale.status_code == 409
+    assert "Reload the ticket" in stale.text
+    verdict = parts(server).store.verdict("acme", "acme-022")
+    assert verdict is not None
+    assert verdict.correct_intent == classes[5]
+    fresh = re.search(r'name="replaces" value="([^"]+)"', agent.get("/console/tickets/acme-022").text)
+    assert fresh is not None
+    again = agent.post(
+        "/console/tickets/acme-022/verdict", {"intent": classes[4], "replaces": fresh.group(1)}
+    )
+    assert again.status_code == 303
+    replaced = parts(server).store.verdict("acme", "acme-022")
+    assert replaced is not None
+    assert replaced.correct_intent == classes[4]
+
+
+def test_a_ticket_opened_by_its_url_continues_after_its_own_place(agent: Browser, server: LiveServer) -> None:
+    stack = parts(server)
+    champion = stack.service.models.champion
+    assert champion is not None
+    same_time = datetime.now(UTC) - timedelta(days=20)
+    stack.store.write_decisions(  # one batch, one timestamp: only the row id orders them
+        [
+            DecisionRecord(
+                tenant="acme",
+                request_id=f"acme-tie-{i}",
+                model_name=champion.name,
+                model_version=champion.version,
+                intent=intents(server)[0],
+                confidence=0.2,
+                route=Route.HUMAN,
+                latency_ms=1.0,
+                text=f"tied ticket {i}",
+                channel="fax",
+                created_at=same_time,
+            )
+            for i in range(3)
+        ]
+    )
+    page = agent.get("/console/tickets/acme-tie-2", params={"channel": "fax"})
+    following = re.search(r'href="(/console/queue/next[^"]+)" data-shortcut="n"', page.text)
+    assert following is not None
+    answer = agent.get(following.group(1).replace("&amp;", "&"))
+    assert urlsplit(answer.headers["location"]).path == "/console/tickets/acme-tie-1"
+
+
+def test_a_ticket_link_with_a_bad_list_says_so(agent: Browser) -> None:
+    page = agent.get("/console/tickets/acme-023", params={"min_conf": "lots"})
+    assert page.status_code == 200
+    assert "was not understood" in page.text
+
+
+def test_an_oversized_form_is_refused_with_a_page(agent: Browser) -> None:
+    answer = agent.post("/console/tickets/acme-024/verdict", {"intent": "x" * 3_000_000})
+    assert answer.status_code == 413
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "<html" in answer.text
+
+
 def test_an_unknown_intent_is_a_400_and_writes_nothing(agent: Browser, server: LiveServer) -> None:
     answer = agent.post("/console/tickets/acme-020/verdict", {"intent": "not_an_intent"})
     assert answer.status_code == 400
@@ -343,6 +419,17 @@ def test_the_reply_suggestion_and_its_verdicts(agent: Browser, server: LiveServe
         "/console/tickets/acme-031/draft", {"suggestion_id": suggestion_id, "verdict": "rejected"}
     )
     assert wrong.status_code == 404  # another ticket's suggestion
+    globex = sign_in(server, parts_home(server).globex_agent_key)
+    try:
+        theirs = globex.post(
+            "/console/tickets/globex-001/draft", {"suggestion_id": suggestion_id, "verdict": "rejected"}
+        )
+        assert theirs.status_code == 404  # another tenant's suggestion reads like a missing one
+    finally:
+        globex.close()
+    stored = knowledge.latest_suggestion("acme", "acme-030")
+    assert stored is not None
+    assert stored.verdict == "rejected"
     bad = agent.post("/console/tickets/acme-030/draft", {"suggestion_id": suggestion_id, "verdict": "maybe"})
     assert bad.status_code == 400
 

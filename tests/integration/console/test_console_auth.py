@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from deskpilot.errors import UsageError
 from deskpilot.store.sessions import token_digest
 from deskpilot.store.tables import console_sessions
 from deskpilot.workflows import keys
@@ -141,7 +143,52 @@ def test_revoking_the_key_ends_its_sessions(server: LiveServer, console_home: Co
                 break
             time.sleep(0.1)
         assert answer.status_code == 303
-        assert "no longer valid" in answer.headers["location"].replace("+", " ").replace("%20", " ")
+        assert "why=revoked" in answer.headers["location"]
+        assert "no longer valid" in browser.get(answer.headers["location"]).text
+
+
+def test_the_sign_in_page_shows_only_its_own_messages(server: LiveServer) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        crafted = client.get("/console/sign-in", params={"why": "Your key leaked: call +1 555 0100 now"})
+        assert crafted.status_code == 200
+        assert "555 0100" not in crafted.text  # a link cannot put its words on the page
+        assert "You have signed out." in client.get("/console/sign-in?why=signed-out").text
+
+
+def test_signing_in_again_ends_the_previous_session(server: LiveServer, console_home: ConsoleHome) -> None:
+    with signed_in(server, console_home.agent_key) as browser:
+        first = browser.client.cookies.get("dp_session")
+        assert first
+        page = browser.client.get("/console/sign-in")
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert match is not None
+        again = browser.client.post(
+            "/console/sign-in", data={"csrf_token": match.group(1), "key": console_home.agent_key}
+        )
+        assert again.status_code == 303
+        second = browser.client.cookies.get("dp_session")
+        assert second
+        assert second != first
+        with _engine(console_home).connect() as connection:
+            stored = connection.execute(
+                sa.select(console_sessions.c.token_sha256).where(
+                    console_sessions.c.token_sha256.in_([token_digest(first), token_digest(second)])
+                )
+            ).scalars()
+            assert set(stored) == {token_digest(second)}
+
+
+def test_operator_keys_of_unlisted_tenants_work_as_agents(console_home: ConsoleHome) -> None:
+    with (
+        console_server(console_home, console_operator_tenants=["platform"]) as server,
+        signed_in(server, console_home.operator_key) as browser,  # acme's operator key
+    ):
+        assert browser.get("/console/ops").status_code == 403
+        assert browser.get("/console/queue").status_code == 200
+    with pytest.raises(UsageError, match="may not hold operator keys"):
+        keys.create(
+            console_home.settings(console_operator_tenants=["platform"]), "acme", role="operator", reason="t"
+        )
 
 
 def test_unknown_console_paths_are_html_404s(server: LiveServer, console_home: ConsoleHome) -> None:

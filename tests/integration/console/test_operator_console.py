@@ -141,7 +141,8 @@ def test_promote_to_canary_and_roll_back_are_audited_and_served(
     assert answer.headers["location"] == "/console/ops/rollout?done=promoted&to=canary"
     promoted = _entries(console_home)[-1]
     assert (promoted.action, promoted.target, promoted.reason) == ("promote", challenger_uri, HOSTILE)
-    assert promoted.actor.startswith("console:acme/")
+    assert re.fullmatch(r"console:acme/[0-9a-f]{8}", promoted.actor)  # the key's id, never the key
+    assert console_home.operator_key not in repr(promoted)
     assert promoted.payload["percent"] == 30.0
     _wait_for(
         lambda: _models(server)["shares"] == {ModelRef(MODEL, version=v1).uri: 0.7, challenger_uri: 0.3}
@@ -184,6 +185,7 @@ def test_promote_to_canary_and_roll_back_are_audited_and_served(
         ({"percent": "nan"}, "above 0"),
         ({"percent": "ten"}, "as a number"),
         ({"version": "../1"}, "Choose a registered version"),
+        ({"version": "\u00b2"}, "Choose a registered version"),
     ],
 )
 def test_a_promotion_without_a_valid_field_changes_nothing(
@@ -230,7 +232,10 @@ def test_a_refused_action_shows_the_use_cases_reason(operator: Browser, console_
 def test_the_audit_log_pages_newest_first(operator: Browser) -> None:
     first = operator.get("/console/ops/audit")
     seqs = [int(s) for s in re.findall(r'<td class="num">(\d+)</td>', first.text)]
+    assert len(seqs) > 1
     assert seqs == sorted(seqs, reverse=True)
     assert operator.get("/console/ops/audit?page=999").status_code == 200  # the last page
     assert operator.get("/console/ops/audit?page=0").status_code == 400
     assert operator.get("/console/ops/audit?page=x").status_code == 400
+    assert operator.get("/console/ops/audit?page=\u00b2").status_code == 400  # a digit int() refuses
+    assert operator.get("/console/ops/models/\u00b2").status_code == 404
