@@ -31,7 +31,7 @@ $(VENV)/.installed-ml: pyproject.toml | $(PY)
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PIP) install -e '.[ml,dev]'
+	$(PIP) install -e '.[ml,dev,ray]'
 	@touch $@ $(VENV)/.installed-ml
 
 install: $(VENV)/.installed-ml
@@ -58,7 +58,7 @@ format: $(VENV)/.installed-dev
 
 # pytest exits 5 when it collects nothing; that is reported, not treated as a failure.
 test: lint $(CONSOLE_VENDOR)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/unit tests/data tests/model tests/integration tests/security tests/browser; \
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/unit tests/data tests/model tests/integration tests/security tests/deploy tests/browser; \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 # The fast suites only: fakes and bundled data, no server, database or trained MLflow model; tests marked

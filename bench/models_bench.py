@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from deskpilot.batch.predict import score_file
+from deskpilot.batch.predictor import FramePredictor
 from deskpilot.data.contracts import DataContract, validate_table
 from deskpilot.data.io import read_table
 from deskpilot.data.pii import PiiRedactor
@@ -116,7 +117,7 @@ def file_scoring(model: TriageModel, texts: list[str], rows: int) -> dict[str, f
         source, target = Path(tmp) / "in.csv", Path(tmp) / "out.csv"
         pd.DataFrame({"id": range(rows), "text": repeated}).to_csv(source, index=False)
         redactor = PiiRedactor()
-        summary = score_file(model, source, target, redact=lambda texts: redactor.redact_many(texts)[0])
+        summary = score_file(FramePredictor(model, redactor=redactor), source, target)
     start = time.perf_counter()
     for i in range(0, rows, 2048):
         model.predict(repeated[i : i + 2048])

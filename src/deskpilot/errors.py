@@ -29,6 +29,7 @@ have always had. ``not_found`` is shared on purpose (see :class:`StoreNotFoundEr
     ├── KnowledgeIndexUnavailableError    503  knowledge_index_unavailable  no retrieval index loaded yet
     ├── GatewayExhausted                  503  llm_unavailable          no LLM provider answered (drafts only;
     │                                                                   defined in deskpilot.copilot.gateway)
+    ├── BatchEngineUnavailableError       503  batch_engine_unavailable Ray missing or its cluster unreachable
     ├── DataError                         400  data_invalid             the data itself is wrong
     │   ├── DataFormatError               400  data_malformed           binary, bad delimiter, no header
     │   ├── MissingColumnError            400  missing_column
@@ -272,6 +273,13 @@ class RegistryError(DeskPilotError):
 
 class StoreError(DeskPilotError):
     code = "store_error"
+    http_status = 503
+
+
+class BatchEngineUnavailableError(DeskPilotError):
+    """The batch engine asked for cannot run: Ray is not installed, or its cluster cannot be reached."""
+
+    code = "batch_engine_unavailable"
     http_status = 503
 
 

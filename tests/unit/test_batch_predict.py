@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from deskpilot.batch.predict import score_file
+from deskpilot.batch.predictor import FramePredictor
 from deskpilot.domain import RoutingThreshold
 from deskpilot.errors import DataFormatError, MissingColumnError
 from deskpilot.models.artifact import TriageModel
@@ -59,7 +60,7 @@ def test_scores_every_format(model: TriageModel, tmp_path: Path, in_name: str, o
 def test_matches_the_in_memory_model(model: TriageModel, tmp_path: Path) -> None:
     texts = bundled_subset(labels=4, per_label=10, seed=1)["text"].tolist()
     pd.DataFrame({"text": texts}).to_csv(tmp_path / "in.csv", index=False)
-    score_file(model, tmp_path / "in.csv", tmp_path / "out.csv", id_column=None, batch_rows=7)
+    score_file(FramePredictor(model, id_column=None), tmp_path / "in.csv", tmp_path / "out.csv", batch_rows=7)
     out = pd.read_csv(tmp_path / "out.csv")
     expected = model.predict(texts)
     assert out["intent"].tolist() == [p.intent for p in expected]

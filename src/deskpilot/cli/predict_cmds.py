@@ -1,4 +1,5 @@
-"""``deskpilot predict``: batch scoring of a file with a registered model."""
+"""``deskpilot predict``: batch scoring of a file or a folder of parts with a registered model, on this
+process (``--engine local``) or on Ray (``--engine ray``)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,27 @@ from deskpilot.workflows.scoring import BatchJob, score_batch
 
 def predict(
     ctx: typer.Context,
-    model: Annotated[str, typer.Option("--model", help="models:/NAME/VERSION or models:/NAME@ALIAS")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="models:/NAME/VERSION, models:/NAME@ALIAS, or @ALIAS (e.g. @champion) of the configured "
+            "model, to follow the rollout.",
+        ),
+    ],
     input_path: Annotated[
-        Path, typer.Option("--input", help="Messages to score (.csv/.tsv/.jsonl/.parquet).")
+        Path,
+        typer.Option(
+            "--input", help="Messages to score: a .csv/.tsv/.jsonl/.parquet file or a folder of such parts."
+        ),
     ],
     output_path: Annotated[
-        Path, typer.Option("--output", help="Where to write the scores (format by extension).")
+        Path,
+        typer.Option(
+            "--output",
+            help="Where the scores go: a file (format by extension) for --engine local, a folder of "
+            "Parquet parts for --engine ray.",
+        ),
     ],
     text_column: TextColumnOpt = "text",
     id_column: Annotated[
@@ -30,11 +46,38 @@ def predict(
         int, typer.Option("--batch-size", min=1, help="Rows per model call.")
     ] = DEFAULT_BATCH_ROWS,
     pii_pattern: PiiPatternOpt = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local: this process; ray: Ray Data (the [ray] extra).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="Join this Ray cluster (e.g. ray://head:10001); else start one."),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--ray-workers",
+            min=1,
+            help="Actors scoring at once (default: one per CPU but one, left for reading and writing).",
+        ),
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Score INPUT with MODEL into OUTPUT: intent, confidence, route and alternatives per row."""
     settings = state(ctx).settings
-    job = BatchJob(model, input_path, output_path, text_column, id_column, batch_size, pii_pattern)
+    job = BatchJob(
+        model,
+        input_path,
+        output_path,
+        text_column,
+        id_column,
+        batch_size,
+        pii_pattern,
+        engine=engine,
+        ray_address=ray_address,
+        ray_workers=ray_workers,
+        progress=not json_output,
+    )
     with (
         reported_errors(as_json=json_output),
         Progress(
@@ -56,6 +99,7 @@ def predict(
     result = {
         "ok": True,
         "model": model,
+        "engine": engine,
         "output": str(summary.output),
         "rows": summary.rows,
         "auto_rows": summary.auto_rows,

@@ -1,9 +1,11 @@
-"""``deskpilot store migrate|trace|purge|erase``: the decision store's schema, one id through its decision
-log, and deleting what it need not keep (retention) or must not keep (erasure)."""
+"""``deskpilot store migrate|trace|purge|erase|backup|restore``: the decision store's schema, one id through
+its decision log, deleting what it need not keep (retention) or must not keep (erasure), and backups."""
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,6 +15,7 @@ from deskpilot.errors import UsageError
 
 if TYPE_CHECKING:
     from deskpilot.store.base import DeletedRows
+    from deskpilot.workflows.backup import Restored
     from deskpilot.workflows.decisions import DecisionTrace
 
 app = typer.Typer(help="The prediction and feedback store.", no_args_is_help=True)
@@ -205,3 +208,93 @@ def _audited(receipt: object, error: object) -> None:
     if isinstance(error, AuditWriteError):
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("backup")
+def backup_command(
+    ctx: typer.Context,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="FILE", help="The backup file to write (replaced).")
+    ],
+    json_output: JsonOpt = False,
+) -> None:
+    """Write a consistent backup of the store while the service runs: SQLite's backup API or pg_dump, with a
+    manifest (revision, row counts, audit head, SHA-256). The audit key, ledger and API keys are not in it."""
+    from deskpilot.workflows.backup import backup_store
+
+    settings = state(ctx).settings
+    with reported_errors(as_json=json_output):
+        done = backup_store(settings, output)
+    if json_output:
+        emit_json(done.to_dict())
+        return
+    manifest = done.manifest
+    rows = ", ".join(f"{count} {name}" for name, count in manifest.tables.items() if count) or "no rows"
+    typer.echo(f"backed up {manifest.source} (revision {manifest.revision}) to {done.output}: {rows}")
+    typer.echo(f"sha256 {manifest.dump['sha256']} ({manifest.dump['size']:,} bytes, {manifest.dump['tool']})")
+
+
+@app.command("restore")
+def restore_command(
+    ctx: typer.Context,
+    source: Annotated[
+        Path,
+        typer.Option("--input", "-i", metavar="FILE", help="A file written by `deskpilot store backup`."),
+    ],
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Replace a store that holds data without asking.")
+    ] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Restore a backup into the store (stop the service first): checked against its manifest, swapped in
+    whole or not at all, migrated to this release's schema, then its audit chain verified; exit 1 when the
+    chain does not verify."""
+    from deskpilot.workflows.backup import restore_store
+
+    settings = state(ctx).settings
+    ask = None if json_output or not sys.stdin.isatty() else _ask
+    with reported_errors(as_json=json_output):
+        done = restore_store(settings, source, yes=yes, confirm=ask)
+    if json_output:
+        emit_json(done.to_dict())
+    else:
+        for line in _restored_lines(done):
+            typer.echo(line)
+        if done.hint is not None:
+            typer.echo(f"hint: {done.hint}", err=True)
+    if not done.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _ask(question: str) -> bool:
+    return typer.confirm(question, default=False, err=True)
+
+
+def _restored_lines(done: Restored) -> list[str]:
+    backup = done.backup
+    rows = ", ".join(f"{count} {name}" for name, count in done.tables.items() if count) or "no rows"
+    lines = [
+        f"restored {done.input} (taken {backup.created_at} from {backup.source}, revision {backup.revision}) "
+        f"into {done.database}: {rows}",
+        f"store schema at revision {done.revision}",
+    ]
+    if done.previous is not None:
+        lines.append(f"replaced a store of {_plural(sum(done.previous.tables.values()), 'row')}")
+    if done.dropped:
+        lines.append(f"tables newer than the backup emptied: {', '.join(done.dropped)}")
+    if done.audit is None:
+        lines.append(f"audit chain NOT verified: {done.audit_error}")
+        return lines
+    result = done.audit.result
+    if result.ok:
+        head = "empty" if result.head is None else f"head {result.head.seq}:{result.head.hash[:12]}"
+        lines.append(f"audit chain intact: {_plural(result.checked, 'entry', 'entries')}, {head}")
+    else:
+        lines.append(
+            f"audit chain broken at seq {result.first_broken_seq}: {result.problem} ({result.detail})"
+        )
+    return lines
+
+
+def _plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"

@@ -87,6 +87,12 @@ class TriageModel:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return self.classifier.predict_proba(texts)
 
+    def decide(self, probs: np.ndarray, *, top_k: int = 3) -> list[tuple[Prediction, Route]]:
+        """Each row's prediction and route from its class probabilities: the one rule that the service,
+        local batch scoring and Ray batch scoring share."""
+        predictions = predictions_from_proba(probs, self.classes, top_k=top_k)
+        return [(prediction, self.route_for(prediction.confidence)) for prediction in predictions]
+
     def predict(self, texts: Sequence[str], *, top_k: int = 3) -> list[Prediction]:
         """Top intent with its calibrated confidence and the ``top_k - 1`` runners-up, for each text."""
         if not texts:

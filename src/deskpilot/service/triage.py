@@ -23,7 +23,6 @@ from opentelemetry import trace
 from deskpilot.data.pii import PiiRedactor
 from deskpilot.domain import Prediction, Role, Route, Ticket, TriageDecision
 from deskpilot.errors import DecisionPendingError, OverloadedError, StoreNotFoundError, UnknownIntentError
-from deskpilot.models.artifact import predictions_from_proba
 from deskpilot.rollout.monitor import WATCHED, RolloutMonitor
 from deskpilot.rollout.shadow import ShadowScorer
 from deskpilot.rollout.split import to_challenger
@@ -250,10 +249,9 @@ class TriageService:
                 for rid in request_ids
             ]
         loaded = outcome.loaded
-        predictions = predictions_from_proba(outcome.probs, loaded.model.classes, top_k=self.limits.top_k)
+        decided = loaded.model.decide(outcome.probs, top_k=self.limits.top_k)
         answers = []
-        for rid, prediction in zip(request_ids, predictions, strict=True):
-            route = loaded.model.route_for(prediction.confidence)
+        for rid, (prediction, route) in zip(request_ids, decided, strict=True):
             decision = TriageDecision(
                 request_id=rid,
                 prediction=prediction,

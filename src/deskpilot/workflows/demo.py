@@ -14,6 +14,7 @@ import pandas as pd
 
 from deskpilot import tags
 from deskpilot.batch.predict import score_file
+from deskpilot.batch.predictor import FramePredictor
 from deskpilot.config import Settings
 from deskpilot.copilot.grounding import TriageView
 from deskpilot.copilot.suggest import Suggestion
@@ -211,7 +212,7 @@ def score_samples(registry: ModelRegistry, version: ModelVersion) -> list[Scored
         pd.DataFrame({"id": range(1, len(SAMPLE_MESSAGES) + 1), "text": SAMPLE_MESSAGES}).to_csv(
             source, index=False
         )
-        score_file(model, source, scored, redact=lambda texts: [redactor.redact(t) for t in texts])
+        score_file(FramePredictor(model, redactor=redactor), source, scored)
         rows = pd.read_csv(scored)
         return [
             ScoredSample(str(text), str(intent), float(confidence), str(route))
