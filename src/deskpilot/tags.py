@@ -24,6 +24,8 @@ GATE_REASON = "deskpilot.gate_reason"
 GATE_AT = "deskpilot.gate_at"
 
 ROLLOUT_STATE = "deskpilot.rollout"  # on the registered model: the rollout state as JSON
+# write-once claims of rollout steps, beside a version (with MLflow: parameters of its run), one per step
+ROLLOUT_CLAIM = "deskpilot.rollout_claim"
 
 # A version retrained from feedback (ADR 0014): its parent snapshot and the verdicts it took in.
 FEEDBACK_PARENT = "deskpilot.feedback.parent_digest"

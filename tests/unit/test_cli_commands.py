@@ -24,7 +24,7 @@ def test_every_command_loads_under_its_own_name(name: str) -> None:
 def test_sub_apps_are_groups_whatever_their_number_of_subcommands() -> None:
     store = load_command("store")
     assert isinstance(store, TyperGroup)
-    assert list(store.commands) == ["migrate", "trace", "purge", "erase"]
+    assert list(store.commands) == ["migrate", "trace", "purge", "erase", "backup", "restore"]
     snapshot = load_command("snapshot")
     assert isinstance(snapshot, TyperGroup)
     assert {"create", "list", "show", "verify"} <= set(snapshot.commands)

@@ -44,9 +44,9 @@ def closure(requirements: list[Requirement]) -> set[str]:
     return seen
 
 
-def imported_top_level_modules() -> dict[str, str]:
-    """Top-level module -> a file that imports it, for every absolute import in the package."""
-    modules: dict[str, str] = {}
+def imported_top_level_modules() -> dict[str, set[str]]:
+    """Top-level module -> the files that import it, for every absolute import in the package."""
+    modules: dict[str, set[str]] = {}
     for path in SOURCE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
@@ -56,20 +56,27 @@ def imported_top_level_modules() -> dict[str, str]:
             else:
                 continue
             for name in names:
-                modules.setdefault(name.partition(".")[0], str(path.relative_to(ROOT)))
+                modules.setdefault(name.partition(".")[0], set()).add(str(path.relative_to(ROOT)))
     return modules
+
+
+# Modules that only an optional engine imports, with the extra that installs them: the engine checks for the
+# import itself and tells the user which extra to install (``deskpilot predict --engine ray``).
+OPTIONAL_ENGINES = {"src/deskpilot/batch/ray_engine.py": "ray"}
 
 
 def test_every_import_is_a_declared_runtime_or_training_dependency() -> None:
     allowed = closure(declared(("ml",)))
     providers = metadata.packages_distributions()
     missing = {}
-    for module, where in sorted(imported_top_level_modules().items()):
+    for module, files in sorted(imported_top_level_modules().items()):
         if module in sys.stdlib_module_names or module in {"deskpilot", "__future__"}:
             continue
         dists = {canonicalize_name(d) for d in providers.get(module, [])}
-        if not dists & allowed:
-            missing[module] = (where, sorted(dists))
+        for where in sorted(files):
+            extra = OPTIONAL_ENGINES.get(where)
+            if not dists & (closure(declared(("ml", extra))) if extra else allowed):
+                missing[module] = (where, sorted(dists))
     assert not missing, f"imported but only installed by the dev/bench extras (or not at all): {missing}"
 
 

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field, replace
 
 from deskpilot.domain import Role
-from deskpilot.errors import AuditWriteError
+from deskpilot.errors import AuditWriteError, RolloutConflictError
 from deskpilot.rollout.guard import RolloutGuard
 from deskpilot.rollout.monitor import RolloutMonitor
 from deskpilot.rollout.rules import RolloutRules
@@ -45,7 +45,8 @@ def guard_for(state: RolloutState, clock: Clock) -> tuple[RolloutGuard, FakeMode
     rollbacks: list[str] = []
     ramps: list[float] = []
 
-    def rollback(reason: str) -> RolloutState:
+    def rollback(reason: str, revision: int) -> RolloutState:
+        assert revision == models.state.revision, "the guard names the revision it judged"
         rollbacks.append(reason)
         models.state = RolloutState(champion="1")
         models.challenger = None
@@ -69,7 +70,7 @@ def guard_for(state: RolloutState, clock: Clock) -> tuple[RolloutGuard, FakeMode
 
 
 def canary(percent: float) -> RolloutState:
-    return RolloutState(champion="1", challenger="2", stage=Stage.CANARY, percent=percent)
+    return RolloutState(champion="1", challenger="2", stage=Stage.CANARY, percent=percent, revision=3)
 
 
 def test_a_breach_rolls_back_once_with_the_measured_reason() -> None:
@@ -129,8 +130,8 @@ def test_a_rollback_whose_audit_entry_failed_counts_as_done_and_is_not_repeated(
     guard, models, rollbacks, _ = guard_for(canary(5), clock)
     done = guard._rollback
 
-    def rollback_then_audit_fails(reason: str) -> RolloutState:
-        done(reason)  # the state changed...
+    def rollback_then_audit_fails(reason: str, revision: int) -> RolloutState:
+        done(reason, revision)  # the state changed...
         raise AuditWriteError("the audit entry could not be written: schema behind (done all the same)")
 
     guard._rollback = rollback_then_audit_fails
@@ -141,3 +142,22 @@ def test_a_rollback_whose_audit_entry_failed_counts_as_done_and_is_not_repeated(
     assert (len(rollbacks), models.broken_rules, models.refreshes) == (1, ["error_rate"], 1)
     assert asyncio.run(guard.check()) == [], "the challenger is gone: nothing more to roll back"
     assert len(rollbacks) == 1
+
+
+def test_a_rollback_another_replica_made_first_is_not_counted_here() -> None:
+    """Several replicas judge the same breach; the one whose rollback lost reloads and counts nothing."""
+    clock = Clock()
+    guard, models, rollbacks, _ = guard_for(canary(5), clock)
+    judged: list[int] = []
+
+    def lost(reason: str, revision: int) -> RolloutState:
+        judged.append(revision)
+        raise RolloutConflictError("the rollout changed since it was judged")
+
+    guard._rollback = lost
+    asyncio.run(guard.check())
+    for _ in range(5):
+        guard.monitor.observe_call(Role.CHALLENGER, 10.0, error=True)
+    assert asyncio.run(guard.check())
+    assert judged == [models.state.revision]
+    assert (rollbacks, models.broken_rules, models.refreshes) == ([], [], 1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -216,6 +218,98 @@ def test_a_stale_revision_is_a_conflict_not_an_overwrite(
         write_state(registry, NAME, mine, expected_revision=seen.revision)
     assert conflict.value.code == "rollout_conflict"
     assert read_state(registry, NAME).challenger == "2"
+
+
+class RacingRegistry(InMemoryRegistry):
+    """While racing, every read of the state waits until ``parties`` writers have read it too: they all check
+    the same revision, then all go on to write (what a plain read-check-write lets through)."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=10)
+        self.racing = False
+
+    def model_tag(self, name: str, key: str) -> str | None:
+        value = super().model_tag(name, key)
+        if self.racing:
+            self.barrier.wait()
+        return value
+
+
+def test_guards_racing_from_one_revision_roll_back_exactly_once(audit: InMemoryAuditLog) -> None:
+    registry = RacingRegistry(parties=3)
+    for _ in range(2):
+        registry.register(_StubModel(), name=NAME, record=RunRecord({}, {}, {"deskpilot.gate": "pass"}))  # type: ignore[arg-type]
+    go(registry, audit, "1", "champion")
+    judged = go(registry, audit, "2", "canary", percent=50).revision
+    registry.racing = True
+    outcomes: list[object] = []
+
+    def guard(replica: int) -> None:
+        try:
+            outcomes.append(
+                rollback(
+                    registry,
+                    audit,
+                    NAME,
+                    actor=f"replica-{replica}",
+                    reason="breach",
+                    automatic=True,
+                    expected_revision=judged,
+                )
+            )
+        except RolloutConflictError as lost:
+            outcomes.append(lost)
+
+    threads = [threading.Thread(target=guard, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    won = [o for o in outcomes if isinstance(o, RolloutState)]
+    assert len(outcomes) == 3, outcomes
+    assert len(won) == 1, outcomes
+    assert [e.action for e in audit.entries()].count("auto_rollback") == 1
+    registry.racing = False
+    state = read_state(registry, NAME)
+    assert (state.champion, state.challenger, state.revision) == ("1", None, judged + 1)
+    # a guard that judged the old revision finds it moved on: a conflict, never a step back from the champion
+    with pytest.raises(RolloutConflictError, match="changed since it was judged"):
+        rollback(
+            registry, audit, NAME, actor="late", reason="breach", automatic=True, expected_revision=judged
+        )
+    assert read_state(registry, NAME).champion == "1"
+
+
+def test_a_claim_abandoned_by_a_dead_writer_does_not_block_the_rollout(
+    registry: InMemoryRegistry, audit: InMemoryAuditLog
+) -> None:
+    go(registry, audit, "1", "champion")
+    go(registry, audit, "2", "canary", percent=10)
+    real = registry.claim
+    seen: list[str] = []
+
+    def dead_writer_first(name: str, version: str, key: str, owner: str) -> str:
+        seen.append(key)
+        if len(seen) == 1:
+            real(name, version, key, "0.000 crashed-before-writing")  # claimed in 1970, never written
+        return real(name, version, key, owner)
+
+    registry.claim = dead_writer_first  # type: ignore[method-assign]
+    assert rollback(registry, audit, NAME, actor="ops", reason="stop").challenger is None
+    assert [key.rpartition(".")[2] for key in seen] == ["0", "1"]
+    # a fresh claim by another writer is a conflict
+    go(registry, audit, "3", "shadow")
+    seen.clear()
+
+    def live_writer_first(name: str, version: str, key: str, owner: str) -> str:
+        real(name, version, key, f"{time.time():.3f} someone-else")
+        return real(name, version, key, owner)
+
+    registry.claim = live_writer_first  # type: ignore[method-assign]
+    with pytest.raises(RolloutConflictError, match="being changed by another writer"):
+        rollback(registry, audit, NAME, actor="ops", reason="stop")
+    assert read_state(registry, NAME).challenger == "3"
 
 
 def test_read_state_before_any_promotion_follows_the_champion_alias(registry: InMemoryRegistry) -> None:

@@ -87,6 +87,12 @@ class ModelRegistry(ABC):
         """Set a tag on the registered model (one atomic write of one value)."""
 
     @abstractmethod
+    def claim(self, name: str, version: str, key: str, owner: str) -> str:
+        """Write-once: record ``owner`` under ``key`` beside version ``version`` of ``name`` unless something
+        is recorded there already, and return what is recorded. Of callers racing for one key, in any number
+        of processes, exactly one gets its own ``owner`` back (the rollout's compare-and-set needs this)."""
+
+    @abstractmethod
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove an alias; removing one that does not exist is not an error."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import replace
@@ -27,6 +28,8 @@ class InMemoryRegistry(ModelRegistry):
         self._aliases: dict[tuple[str, str], str] = {}
         self._documents: dict[tuple[str, str], dict[str, str]] = {}
         self._model_tags: dict[tuple[str, str], str] = {}
+        self._claims: dict[tuple[str, str, str], str] = {}
+        self._lock = threading.Lock()
         self._root = Path(tempfile.mkdtemp(prefix="deskpilot-registry-"))
         weakref.finalize(self, shutil.rmtree, self._root, ignore_errors=True)
 
@@ -82,6 +85,11 @@ class InMemoryRegistry(ModelRegistry):
         if not any(n == name for n, _ in self._versions):
             raise ModelNotFoundError(f"registered model {name!r}: not found in the registry")
         self._model_tags[(name, key)] = value
+
+    def claim(self, name: str, version: str, key: str, owner: str) -> str:
+        self.get(ModelRef(name, version=version))
+        with self._lock:
+            return self._claims.setdefault((name, version, key), owner)
 
     def delete_alias(self, name: str, alias: str) -> None:
         self._aliases.pop((name, alias), None)

@@ -6,6 +6,7 @@ with a code: a missing version or alias is ``model_not_found``, anything else ``
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -29,6 +31,7 @@ EXPERIMENT = "deskpilot"
 _PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_model.py")
 _MAX_PARAM_LENGTH = 6000
 _MAX_DESCRIPTION_LENGTH = 5000
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -43,9 +46,15 @@ def _mlflow_errors(what: str) -> Iterator[None]:
         raise RegistryError(f"{what}: {exc.message}", details={"what": what}) from exc
 
 
+def _is_server(tracking_uri: str) -> bool:
+    """A tracking server (``http(s)://``) decides where artifacts go (``--serve-artifacts``) for all hosts."""
+    return urlsplit(tracking_uri).scheme in ("http", "https")
+
+
 class MlflowRegistry(ModelRegistry):
     """``tracking_uri`` is any MLflow URI (SQLite file, server URL); ``artifact_root`` is used for new
-    experiments on a local store, so artifacts land beside the database instead of the working directory."""
+    experiments on a local store, so artifacts land beside the database instead of the working directory
+    (never with a tracking server: a path on this host would be useless to the other replicas)."""
 
     def __init__(
         self, tracking_uri: str, *, artifact_root: Path | None = None, cache_dir: Path | None = None
@@ -74,7 +83,7 @@ class MlflowRegistry(ModelRegistry):
             if experiment is not None:
                 return str(experiment.experiment_id)
             location = None
-            if self._artifact_root is not None:
+            if self._artifact_root is not None and not _is_server(self.tracking_uri):
                 self._artifact_root.mkdir(parents=True, exist_ok=True)
                 location = self._artifact_root.resolve().as_uri()
             return str(client.create_experiment(EXPERIMENT, artifact_location=location))
@@ -109,7 +118,11 @@ class MlflowRegistry(ModelRegistry):
                     )
                 self._ensure_registered_model(name)
                 version = client.create_model_version(
-                    name, source=logged.model_uri, run_id=run_id, tags=_version_tags(model, record)
+                    name,
+                    source=logged.model_uri,
+                    run_id=run_id,
+                    tags=_version_tags(model, record),
+                    model_id=logged.model_id,  # a tracking server refuses a models:/m-... source without it
                 )
         except BaseException:
             client.set_terminated(run_id, status="FAILED")
@@ -197,6 +210,30 @@ class MlflowRegistry(ModelRegistry):
     def set_model_tag(self, name: str, key: str, value: str) -> None:
         with _mlflow_errors(f"registered model {name!r}"):
             self._client().set_registered_model_tag(name, key, value)
+
+    def claim(self, name: str, version: str, key: str, owner: str) -> str:
+        """A parameter of the version's run: MLflow stores a run's parameters write-once (a unique key in its
+        database, on a tracking server too), so a second value for ``key`` is refused, atomically."""
+        from mlflow.exceptions import MlflowException
+
+        client = self._client()
+        with _mlflow_errors(f"models:/{name}/{version}"):
+            run_id = client.get_model_version(name, version).run_id
+        if not run_id:
+            logger.warning("models:/%s/%s has no run to hold the claim %s: unclaimed", name, version, key)
+            return owner
+        try:
+            client.log_param(run_id, key, owner)
+            return owner
+        except MlflowException as exc:
+            if exc.error_code != "INVALID_PARAMETER_VALUE":
+                raise RegistryError(f"claim {key}: {exc.message}", details={"what": key}) from exc
+        with _mlflow_errors(f"run {run_id}"):
+            held = client.get_run(run_id).data.params.get(key)
+        if held is None:  # refused for another reason (a deleted run): the revision check is all there is
+            logger.warning("the run of models:/%s/%s cannot hold the claim %s: unclaimed", name, version, key)
+            return owner
+        return str(held)
 
     def delete_alias(self, name: str, alias: str) -> None:
         if self.alias_version(name, alias) is None:

@@ -22,7 +22,7 @@ from deskpilot.rollout.state import RolloutState, Stage
 
 logger = logging.getLogger(__name__)
 
-RollbackAction = Callable[[str], RolloutState]  # reason -> new state
+RollbackAction = Callable[[str, int], RolloutState]  # reason, the revision judged -> new state
 RampAction = Callable[[float], RolloutState]  # next percent -> new state
 
 
@@ -92,7 +92,7 @@ class RolloutGuard:
             return []
         found = breaches(self.rules, self.monitor.stats(Role.CHALLENGER), self.monitor.stats(Role.CHAMPION))
         if found:
-            await self._roll_back(found)
+            await self._roll_back(found, state)
             return found
         await self._maybe_ramp(state)
         return []
@@ -106,13 +106,18 @@ class RolloutGuard:
             if self._on_new_challenger is not None:
                 self._on_new_challenger()
 
-    async def _roll_back(self, found: list[Breach]) -> None:
+    async def _roll_back(self, found: list[Breach], judged: RolloutState) -> None:
         reason = "automatic rollback: " + "; ".join(f"{b.rule}: {b.detail}" for b in found)
         self.last_breaches = found
         try:
-            await asyncio.to_thread(self._rollback, reason)
-        except RolloutConflictError:
-            logger.info("rollout changed meanwhile (another replica or an operator); reloading")
+            await asyncio.to_thread(self._rollback, reason, judged.revision)
+        except RolloutConflictError as exc:  # not this guard's rollback: nothing to count
+            logger.info(
+                "rollout changed meanwhile (another replica or an operator); reloading",
+                extra={"detail": exc.message},
+            )
+            await asyncio.to_thread(self.models.refresh)
+            return
         except AuditWriteError as exc:  # done all the same: count it and reload, never roll back twice
             logger.error("rolled back, but unaudited: %s", exc.message)
         except DeskPilotError as exc:

@@ -240,7 +240,7 @@ class ServingStack:
             manager,
             monitor,
             self.rules,
-            rollback=lambda reason: self.automatic_rollback(registry, reason),
+            rollback=lambda reason, revision: self.automatic_rollback(registry, reason, revision),
             ramp=lambda percent: self.automatic_ramp(registry, percent),
             on_new_challenger=self._service.forget_shadow,
             on_rollback=lambda rule: self.metrics.rollbacks.labels(rule).inc(),
@@ -346,13 +346,22 @@ class ServingStack:
         elif loaded is not None:
             self.metrics.set_model(role, loaded.name, loaded.version, loaded.family)
 
-    def automatic_rollback(self, registry: ModelRegistry, reason: str) -> RolloutState:
-        """The guard's rollback: written through the registry, audited as ``auto_rollback`` (deferrable)."""
+    def automatic_rollback(
+        self, registry: ModelRegistry, reason: str, expected_revision: int | None = None
+    ) -> RolloutState:
+        """The guard's rollback: written through the registry, audited as ``auto_rollback`` (deferrable);
+        a conflict when the state is no longer the revision the guard judged (a replica was first)."""
         if self._audit is None:
             raise RuntimeError("ServingStack.start() was not awaited")
         name = self.settings.model_name
         return actions.rollback(
-            registry, self._audit, name, actor=SERVICE_ACTOR, reason=reason, automatic=True
+            registry,
+            self._audit,
+            name,
+            actor=SERVICE_ACTOR,
+            reason=reason,
+            automatic=True,
+            expected_revision=expected_revision,
         )
 
     def automatic_ramp(self, registry: ModelRegistry, percent: float) -> RolloutState:
