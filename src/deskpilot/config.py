@@ -312,7 +312,8 @@ class Settings(BaseSettings):
         default=None,
         repr=False,
         description="PostgreSQL URL of the role that owns the store's tables, used by `deskpilot store "
-        "migrate` only; the role in DESKPILOT_DATABASE_URL then gets INSERT/SELECT on the audit log.",
+        "migrate`, `store backup` and `store restore` only; the role in DESKPILOT_DATABASE_URL then gets "
+        "INSERT/SELECT on the audit log.",
     )
     retention_days: int | None = Field(
         default=None,

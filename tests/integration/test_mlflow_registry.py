@@ -112,3 +112,50 @@ def test_pipeline_sets_champion_once(tmp_path: Path, trained: tuple[TrainingResu
     assert "## Gate decision" in card
     assert "models:/triage/1" in card
     assert listed[0].tags["deskpilot.git_commit"] != ""
+
+
+def test_the_model_cache_only_ever_holds_whole_copies(
+    tmp_path: Path, trained: tuple[TrainingResult, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import mlflow.artifacts
+
+    registry = registry_in(tmp_path)
+    registry.register(trained[0].model, name="triage", record=RunRecord({}, {}, {}))
+    real_download = mlflow.artifacts.download_artifacts
+    first = threading.Event()
+
+    def slow_download(*, artifact_uri: str, dst_path: str | None = None) -> str:
+        """A download that shows its folders long before their files, as a slow network does."""
+        whole = Path(
+            real_download(artifact_uri=artifact_uri, dst_path=str(tmp_path / f"dl-{time.time_ns()}"))
+        )
+        target = Path(dst_path or tmp_path / "plain")
+        for folder in sorted(p for p in whole.rglob("*") if p.is_dir()):
+            (target / folder.relative_to(whole)).mkdir(parents=True, exist_ok=True)
+        first.set()
+        time.sleep(1.0)
+        shutil.copytree(whole, target, dirs_exist_ok=True)
+        return str(target)
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", slow_download)
+    cached = tmp_path / "cache" / "triage" / "1"
+    cached.mkdir(parents=True)  # what an interrupted download used to leave: the folder, no artifact
+    ref = ModelRef.parse("models:/triage/1")
+
+    def load_after_the_first_started(index: int) -> object:
+        if index:
+            first.wait(30)
+        return registry.load(ref)
+
+    with ThreadPoolExecutor(3) as pool:  # processes sharing one cache (workers, replicas) race the same way
+        loaded = list(pool.map(load_after_the_first_started, range(3)))
+    texts = ["my card still has not arrived"]
+    expected = trained[0].model.predict(texts)[0].intent
+    assert all(model.predict(texts)[0].intent == expected for model in loaded)  # type: ignore[attr-defined]
+    assert sorted(p.name for p in cached.parent.iterdir()) == ["1"], "no staging folder is left behind"
+    assert registry.load(ref).predict(texts)[0].intent == expected  # from the cache, whole

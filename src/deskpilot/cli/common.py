@@ -42,6 +42,20 @@ def state(ctx: typer.Context) -> AppState:
     return obj
 
 
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``key=value`` overrides; values are read as JSON when they parse (numbers, lists), else as text."""
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param {pair!r}: expected KEY=VALUE")
+        try:
+            params[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key.strip()] = raw
+    return params
+
+
 DataArg = Annotated[Path, typer.Argument(help="Dataset file: .csv, .tsv, .jsonl/.ndjson or .parquet.")]
 TextColumnOpt = Annotated[str, typer.Option("--text-column", help="Column holding the message text.")]
 LabelColumnOpt = Annotated[str, typer.Option("--label-column", help="Column holding the intent label.")]

@@ -31,6 +31,7 @@ from deskpilot.errors import DeskPilotError
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("deskpilot.cli.data_cmds", "validate"),
     "redact": ("deskpilot.cli.data_cmds", "redact"),
+    "data": ("deskpilot.cli.label_cmds", "app"),
     "train": ("deskpilot.cli.train_cmds", "train"),
     "evaluate": ("deskpilot.cli.eval_cmds", "evaluate_command"),
     "gate": ("deskpilot.cli.eval_cmds", "gate_command"),

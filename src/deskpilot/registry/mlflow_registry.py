@@ -7,6 +7,7 @@ with a code: a missing version or alias is ``model_not_found``, anything else ``
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -154,20 +155,16 @@ class MlflowRegistry(ModelRegistry):
 
         version = self.get(ref)
         self._client()
-        destination = None
-        if self._cache_dir is not None:
-            destination = self._cache_dir / version.name / version.version
-            if (destination / "artifacts" / ARTIFACT_KEY).is_dir():
-                return TriageModel.load(destination / "artifacts" / ARTIFACT_KEY)
-            destination.mkdir(parents=True, exist_ok=True)
-        with _mlflow_errors(version.uri):
-            path = mlflow.artifacts.download_artifacts(
-                artifact_uri=version.uri, dst_path=None if destination is None else str(destination)
-            )
-        artifact = Path(path) / "artifacts" / ARTIFACT_KEY
-        if not artifact.is_dir():
-            raise ArtifactError(f"{version.uri}: the registered model has no DeskPilot artifact")
-        return TriageModel.load(artifact)
+        if self._cache_dir is None:
+            with _mlflow_errors(version.uri):
+                path = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.uri))
+            return TriageModel.load(_artifact_in(path, version.uri))
+        destination = self._cache_dir / version.name / version.version
+        if destination.is_dir() and not (destination / "artifacts" / ARTIFACT_KEY).is_dir():
+            shutil.rmtree(destination, ignore_errors=True)  # left by a download before staging existed
+        if not destination.is_dir():
+            _download_into_cache(version.uri, destination)
+        return TriageModel.load(_artifact_in(destination, version.uri))
 
     def versions(self, name: str | None = None) -> list[ModelVersion]:
         client = self._client()
@@ -337,3 +334,31 @@ def _param(key: str, value: Any) -> Any:
     from mlflow.entities import Param
 
     return Param(key=key, value=str(value)[:_MAX_PARAM_LENGTH])
+
+
+def _artifact_in(path: Path, uri: str) -> Path:
+    artifact = path / "artifacts" / ARTIFACT_KEY
+    if not artifact.is_dir():
+        raise ArtifactError(f"{uri}: the registered model has no DeskPilot artifact")
+    return artifact
+
+
+def _download_into_cache(uri: str, destination: Path) -> None:
+    """Download into a private staging folder, then rename it into place: a folder at ``destination`` is
+    always a whole copy, whichever of the processes sharing the cache (workers, replicas on one volume)
+    downloaded it. A process that loses the rename uses the winner's copy."""
+    import mlflow
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        with _mlflow_errors(uri):
+            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(staging))
+        _artifact_in(staging, uri)
+        try:
+            staging.rename(destination)
+        except OSError:
+            if not destination.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
