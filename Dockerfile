@@ -1,7 +1,8 @@
 # The DeskPilot serving image: `deskpilot serve` (the triage API and the console) by default, and every other
 # `deskpilot` command for one-shot jobs (`migrate`, `monitor`, `keys create`, ...), plus `mlflow server`,
-# which the serving install already carries. No torch, no compilers: the serving install is `pip install .`
-# without extras (the training image is deploy/docker/Dockerfile.train).
+# which the serving install already carries, and the PostgreSQL client for `deskpilot store backup|restore`.
+# No torch, no compilers: the serving install is `pip install .` without extras (the training image is
+# deploy/docker/Dockerfile.train).
 #
 #   docker build -t deskpilot-serve:0.1.0 .
 #   docker run --rm -p 8000:8000 -v deskpilot-home:/var/lib/deskpilot deskpilot-serve:0.1.0
@@ -41,16 +42,25 @@ LABEL org.opencontainers.image.title="deskpilot" \
       org.opencontainers.image.description="DeskPilot support-ticket triage: API, console and CLI (serving install)" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.licenses="Apache-2.0"
+# The PostgreSQL 15 client (pg_dump, pg_restore), for `deskpilot store backup` and `store restore` on
+# PostgreSQL: the same major as the server in compose.yaml (a dump needs a client at least as new as the
+# server), from the base image's own Debian repositories, pinned to bookworm's current build. Debian keeps
+# only the newest build of a suite, so a security update makes this pin unbuildable: bump it to what
+# `apt-cache policy postgresql-client-15` offers then. No recommends: no compilers, no server.
 # The base image's own pip and setuptools go (the virtual environment has none either): no installer at run
 # time. /var/lib/deskpilot is DESKPILOT_HOME (0700, like the home `deskpilot` creates); /var/lib/mlflow is the
-# artifact folder when this image runs `mlflow server`. A fresh named volume mounted on either takes over
-# this ownership and mode.
-RUN python -m pip uninstall --yes --quiet pip setuptools wheel \
+# artifact folder when this image runs `mlflow server`; /var/backups/deskpilot is where the backup job
+# writes. A fresh named volume mounted on any of them takes over this ownership and mode.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends postgresql-client-15=15.18-0+deb12u1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && python -m pip uninstall --yes --quiet pip setuptools wheel \
     && groupadd --system --gid 10001 deskpilot \
     && useradd --system --uid 10001 --gid deskpilot --home-dir /var/lib/deskpilot --no-create-home \
         --shell /usr/sbin/nologin deskpilot \
     && install -d -o deskpilot -g deskpilot -m 0700 /var/lib/deskpilot \
-    && install -d -o deskpilot -g deskpilot -m 0750 /var/lib/mlflow
+    && install -d -o deskpilot -g deskpilot -m 0750 /var/lib/mlflow \
+    && install -d -o deskpilot -g deskpilot -m 0700 /var/backups/deskpilot
 COPY --from=build /opt/deskpilot/ /opt/deskpilot/
 COPY --chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/deskpilot-entrypoint
 COPY --chmod=0644 deploy/docker/healthcheck.py /usr/local/lib/deskpilot/healthcheck.py

@@ -8,7 +8,7 @@
 #   deskpilot_owner_password            the owner of the store's tables       } read by postgres-init.sh when
 #   deskpilot_app_password              the service's runtime role            } the data volume is created
 #   mlflow_db_password                  the tracking server's role            }
-#   DESKPILOT_MIGRATION_DATABASE_URL    the owner's URL: the migrate job only
+#   DESKPILOT_MIGRATION_DATABASE_URL    the owner's URL: the migrate and backup jobs only
 #   DESKPILOT_DATABASE_URL              the runtime role's URL: replicas and jobs
 #   MLFLOW_BACKEND_STORE_URI            the tracking server's backend store
 #   DESKPILOT_AUDIT_KEY                 the audit chain's HMAC key (back it up with the database, not in it)

@@ -56,8 +56,8 @@ case $1 in
         shift
         exec deskpilot store migrate "$@"
         ;;
-    validate | redact | train | evaluate | gate | predict | demo | promote | rollback | snapshot | models | \
-        keys | store | audit | rollout | monitor | feedback | retrain | kb | -*)
+    validate | redact | data | train | evaluate | gate | predict | demo | promote | rollback | snapshot | \
+        models | keys | store | audit | rollout | monitor | feedback | retrain | kb | -*)
         exec deskpilot "$@"
         ;;
     *)

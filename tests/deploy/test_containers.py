@@ -16,6 +16,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import stat
@@ -34,6 +35,7 @@ import pytest
 import yaml
 
 from deskpilot import __version__
+from deskpilot.api.server import uvicorn_options
 from deskpilot.cli.main import COMMANDS
 from deskpilot.config import Settings
 from tests.helpers import REPO_ROOT
@@ -150,8 +152,62 @@ def test_images_pin_their_bases_and_run_unprivileged(dockerfile: Path) -> None:
     copies = [arguments for instruction, arguments in all_stages[-1] if instruction == "COPY"]
     assert any("deploy/docker/entrypoint.sh /usr/local/bin/deskpilot-entrypoint" in c for c in copies)
     text = " ".join(arguments for _, arguments in instructions(dockerfile))
-    assert "apt-get install" not in text, "no system packages (compilers) in the images"
+    installed = [package for _, package in apt_installs(dockerfile)]
+    expected = [] if dockerfile == TRAIN_DOCKERFILE else [postgres_client_pin().split("=")[0]]
+    assert installed == expected, (
+        "no system packages in the images but the PostgreSQL client of the serving image"
+    )
     assert "--constraint /build/constraints.txt" in text
+
+
+def apt_installs(dockerfile: Path) -> list[tuple[int, str]]:
+    """(stage index, package) of every ``apt-get install`` in a Dockerfile, versions left out."""
+    found = []
+    for index, stage in enumerate(stages(dockerfile)):
+        for instruction, arguments in stage:
+            if instruction != "RUN":
+                continue
+            for command in (part.strip() for part in arguments.split("&&")):
+                if command.startswith("apt-get install"):
+                    words = command.split()[2:]
+                    found += [(index, w.split("=")[0]) for w in words if not w.startswith("-")]
+    return found
+
+
+def postgres_client_pin() -> str:
+    """The ``package=version`` the serving image's runtime stage installs with apt-get."""
+    runtime = stages(DOCKERFILE)[-1]
+    commands = [
+        part.strip()
+        for instruction, arguments in runtime
+        if instruction == "RUN"
+        for part in arguments.split("&&")
+    ]
+    (install,) = [c for c in commands if c.startswith("apt-get install")]
+    assert "--no-install-recommends" in install.split(), "recommends would bring more than the client"
+    (pin,) = [w for w in install.split()[2:] if not w.startswith("-")]
+    assert commands.index("apt-get update") < commands.index(install)
+    assert "rm -rf /var/lib/apt/lists/*" in commands[commands.index(install) + 1 :]
+    return pin
+
+
+def test_the_serving_image_carries_the_postgresql_client_of_the_compose_server() -> None:
+    """``store backup``/``restore`` on PostgreSQL run pg_dump/pg_restore, which must be at least as new as
+    the server (deskpilot.store.backup_pg): the serving image, which runs the jobs, has the server's major,
+    pinned to a bookworm build (the base image's own repositories), and nothing else."""
+    compose = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    server = IMAGE_TAG.match(compose["services"]["postgres"]["image"])
+    assert server is not None
+    major = server["tag"].split(".")[0]
+    pin = postgres_client_pin()
+    package, _, version = pin.partition("=")
+    assert package == f"postgresql-client-{major}"
+    assert re.fullmatch(rf"{major}\.\d+-\d+\+deb12u\d+", version), f"{pin}: a bookworm build"
+    runtime_base = stages(DOCKERFILE)[-1][0][1].split()[0]
+    assert runtime_base.endswith("-bookworm"), "the pin is a bookworm (Debian 12) version"
+    assert {index for index, _ in apt_installs(DOCKERFILE)} == {len(stages(DOCKERFILE)) - 1}
+    compilers = re.compile(r"^(gcc|g\+\+|cpp|clang|make|build-essential)(-\d+)?$|-dev$")
+    assert not [package for _, package in apt_installs(DOCKERFILE) if compilers.search(package)]
 
 
 def test_serving_image_has_no_torch_and_vendors_the_console_assets() -> None:
@@ -358,9 +414,9 @@ def test_long_running_services_have_healthchecks(compose: dict[str, Any]) -> Non
 
 def test_one_shot_jobs(compose: dict[str, Any]) -> None:
     all_services = services(compose)
-    for name in ("migrate", "monitor", "retrain", "cli"):
+    for name in ("migrate", "monitor", "retrain", "cli", "backup"):
         assert all_services[name]["restart"] == "no", name
-    for name in ("monitor", "retrain", "cli"):
+    for name in ("monitor", "retrain", "cli", "backup"):
         assert all_services[name]["profiles"] == ["jobs"], f"{name}: started only when asked for"
     assert all_services["migrate"]["command"] == ["migrate"]
     assert all_services["monitor"]["command"] == ["monitor"]
@@ -375,6 +431,106 @@ def test_one_shot_jobs(compose: dict[str, Any]) -> None:
     assert all_services["mlflow"]["image"] == all_services["api-1"]["image"], (
         "mlflow is in the serving install"
     )
+
+
+#: The commands that connect as the table owner when DESKPILOT_MIGRATION_DATABASE_URL is set, by the
+#: modules that read the setting: workflows/schema.py (``store migrate``, which grants the runtime role of
+#: DESKPILOT_DATABASE_URL its rights) and workflows/backup.py (``store backup``, and ``store restore``,
+#: which migrates afterwards).
+OWNER_COMMANDS = {("store", "migrate"), ("store", "backup"), ("store", "restore")}
+OWNER_SETTING_READERS = {"workflows/schema.py", "workflows/backup.py"}
+
+
+def deskpilot_invocation(command: list[str]) -> list[str]:
+    """The deskpilot arguments a compose command runs through the entrypoint (``migrate`` is its alias of
+    ``store migrate``; ``sh -c 'exec deskpilot ...'`` is read from its script)."""
+    if command[:2] == ["sh", "-c"]:
+        (line,) = [ln.strip() for ln in command[2].splitlines() if "deskpilot " in ln]
+        words = line.split()
+        return words[words.index("deskpilot") + 1 :]
+    return ["store", "migrate", *command[1:]] if command[:1] == ["migrate"] else command
+
+
+def test_the_owner_role_reaches_the_commands_that_need_it_and_no_other(compose: dict[str, Any]) -> None:
+    readers = {
+        path.relative_to(REPO_ROOT / "src" / "deskpilot").as_posix()
+        for path in (REPO_ROOT / "src" / "deskpilot").rglob("*.py")
+        if "migration_database_url" in path.read_text(encoding="utf-8")
+    } - {"config.py"}
+    assert readers == OWNER_SETTING_READERS, "a new reader of the owner's URL: revisit OWNER_COMMANDS"
+    owners = set()
+    for name, service in services(compose).items():
+        if not str(service.get("image", "")).startswith("deskpilot"):
+            continue
+        words = deskpilot_invocation([str(w) for w in service.get("command") or []])
+        if tuple(words[:2]) in OWNER_COMMANDS:
+            owners.add(name)
+            needed = {"DESKPILOT_MIGRATION_DATABASE_URL", "DESKPILOT_DATABASE_URL"}
+            assert needed <= secret_names(service), f"{name} runs `deskpilot {' '.join(words[:2])}`"
+    assert owners == {"migrate", "backup"}
+    holders = {
+        n for n, s in services(compose).items() if "DESKPILOT_MIGRATION_DATABASE_URL" in secret_names(s)
+    }
+    assert holders == owners, "the owner's URL only where a command needs it (not `cli`)"
+    # a restore runs in the backup service: the audit key and the home's ledger verify the chain afterwards
+    backup = services(compose)["backup"]
+    assert "DESKPILOT_AUDIT_KEY" in secret_names(backup)
+    assert "deskpilot-home:/var/lib/deskpilot" in backup["volumes"]
+
+
+def test_the_backup_job_writes_a_timestamped_file_to_a_named_volume(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    backup = services(compose)["backup"]
+    assert backup["image"] == services(compose)["api-1"]["image"], "the image with the PostgreSQL client"
+    assert backup["profiles"] == ["jobs"]
+    assert backup["depends_on"] == {"postgres": {"condition": "service_healthy"}}, (
+        "the store only: a restore must not wait for the migration it may have to precede"
+    )
+    mounts = dict(volume.split(":")[1::-1] for volume in backup["volumes"])
+    command = [str(word) for word in backup["command"]]
+    assert command[:2] == ["sh", "-c"]
+    # compose turns $$ into $ (a lone $ would be compose's own variable); then the shell runs it
+    script = command[2].replace("$$", "$")
+    assert "$" not in command[2].replace("$$", "")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "args"
+    stand_in = bin_dir / "deskpilot"
+    stand_in.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\n', encoding="utf-8")
+    stand_in.chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin"}
+    subprocess.run(["sh", "-c", script], env=env, check=True, timeout=30)
+    args = record.read_text(encoding="utf-8").splitlines()
+    assert args[:3] == ["store", "backup", "--output"]
+    output = Path(args[3])
+    assert re.fullmatch(r"deskpilot-\d{8}T\d{6}Z\.dpbackup", output.name), output.name
+    volume = mounts[str(output.parent)]
+    assert volume in compose["volumes"], "a named volume, not a host folder"
+    assert volume != "deskpilot-home"
+    # a fresh named volume takes the image folder's owner and mode: the folder must exist for user 10001
+    runtime = [a for i, a in stages(DOCKERFILE)[-1] if i == "RUN"]
+    assert any(f"install -d -o deskpilot -g deskpilot -m 0700 {output.parent}" in run for run in runtime)
+
+
+def test_the_postgres_healthcheck_waits_for_tcp(compose: dict[str, Any]) -> None:
+    """The image's init scripts run against a temporary server on the Unix socket only: a socket check
+    passes before the roles exist, a TCP check only once the real server listens."""
+    test = services(compose)["postgres"]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "pg_isready"]
+    options = test[2:]
+    host = next(options[i + 1] for i, word in enumerate(options) if word in ("-h", "--host"))
+    assert host == "127.0.0.1"
+
+
+def test_replicas_get_time_to_drain_before_sigkill(compose: dict[str, Any]) -> None:
+    """uvicorn's graceful shutdown, then the decision and shadow writers' flush (10 s each), with headroom."""
+    drain = uvicorn_options(Settings())["timeout_graceful_shutdown"] + 2 * 10
+    for name in REPLICAS:
+        grace = services(compose)[name]["stop_grace_period"]
+        match = re.fullmatch(r"(\d+)s", grace)
+        assert match, grace
+        assert int(match[1]) >= drain + 10, f"{name}: {grace} leaves no headroom over {drain} s"
 
 
 def test_secrets_are_files_never_values(compose: dict[str, Any]) -> None:
@@ -409,11 +565,11 @@ def test_each_service_gets_only_the_secrets_it_needs(compose: dict[str, Any]) ->
     for name, service in services(compose).items():
         for secret in secret_names(service):
             holders.setdefault(secret, set()).add(name)
-    assert holders["DESKPILOT_MIGRATION_DATABASE_URL"] == {"migrate"}, "only the migration job owns tables"
+    assert holders["DESKPILOT_MIGRATION_DATABASE_URL"] == {"migrate", "backup"}, "only the owner's jobs"
     assert holders["MLFLOW_BACKEND_STORE_URI"] == {"mlflow"}
     assert holders["postgres_password"] == {"postgres"}
     assert holders["DESKPILOT_OPS_KEY"] == set(REPLICAS)
-    assert {*REPLICAS, "migrate", "monitor", "retrain", "cli"} <= holders["DESKPILOT_DATABASE_URL"]
+    assert {*REPLICAS, "migrate", "monitor", "retrain", "cli", "backup"} <= holders["DESKPILOT_DATABASE_URL"]
     assert {*REPLICAS, "monitor", "retrain", "cli"} <= holders["DESKPILOT_AUDIT_KEY"]
 
 
@@ -541,6 +697,50 @@ def test_make_secrets_writes_consistent_files_once(tmp_path: Path) -> None:
     again = subprocess.run(["sh", str(MAKE_SECRETS), str(target)], capture_output=True, text=True, check=True)
     assert again.stdout.count("kept") == 9
     assert {p.name: p.read_text(encoding="utf-8").strip() for p in target.iterdir()} == values
+
+
+def test_postgres_init_keeps_passwords_off_command_lines(tmp_path: Path) -> None:
+    """postgres-init.sh against a stand-in ``psql`` that records its arguments and its script: no password
+    is an argument (``ps`` shows those to every user), and each ``\\set NAME `...``` that psql runs reads
+    the password file, as psql itself would run it (``:'var'`` quoted for the shell, the trailing newline
+    dropped)."""
+    secrets = tmp_path / "run secrets"  # a space: the folder's name must reach the shell quoted
+    secrets.mkdir()
+    passwords = {
+        name: f"{name}-{uuid.uuid4().hex}"
+        for name in ("deskpilot_owner_password", "deskpilot_app_password", "mlflow_db_password")
+    }
+    for name, value in passwords.items():
+        (secrets / name).write_text(value + "\n", encoding="utf-8")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stand_in = bin_dir / "psql"
+    stand_in.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/argv\ncat > {tmp_path}/script\n', encoding="utf-8"
+    )
+    stand_in.chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin", "SECRETS_DIR": str(secrets)}
+    subprocess.run(["sh", str(POSTGRES_INIT)], env=env, check=True, timeout=30)
+
+    argv = (tmp_path / "argv").read_text(encoding="utf-8").splitlines()
+    for value in passwords.values():
+        assert not [arg for arg in argv if value in arg], "a password on psql's command line"
+    variables = dict(
+        argv[i + 1].split("=", 1) for i, arg in enumerate(argv) if arg == "-v" and "=" in argv[i + 1]
+    )
+    assert variables["ON_ERROR_STOP"] == "1"
+    script = (tmp_path / "script").read_text(encoding="utf-8")
+    assert not [value for value in passwords.values() if value in script]
+    assigned = {}
+    for name, command in re.findall(r"^\\set (\w+) `([^`]*)`$", script, re.MULTILINE):
+        shell = re.sub(r":'(\w+)'", lambda m: shlex.quote(variables[m[1]]), command)
+        done = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, check=True, timeout=30)
+        assigned[name] = done.stdout.removesuffix("\n")
+    used = re.findall(r"CREATE ROLE (\w+) .*PASSWORD :'(\w+)';", script)
+    assert {role for role, _ in used} == {"deskpilot_owner", "deskpilot_app", "mlflow"}
+    files = {"deskpilot_owner": "deskpilot_owner_password", "deskpilot_app": "deskpilot_app_password"}
+    for role, variable in used:
+        assert assigned[variable] == passwords[files.get(role, "mlflow_db_password")], role
 
 
 def test_shell_scripts_parse_in_posix_sh() -> None:

@@ -16,11 +16,13 @@ import copy
 import functools
 import importlib.util
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -94,6 +96,8 @@ MERGE_KEYS = {
     "volumeMounts": "mountPath",
     "topologySpreadConstraints": "topologyKey",
 }
+#: List fields whose strategic merge replaces the list (no patchMergeKey in the Kubernetes API).
+REPLACED_LISTS = {"accessModes"}
 
 
 def build(directory: Path) -> list[Resource]:
@@ -201,6 +205,8 @@ def strategic_merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target.pop(key, None)
         elif isinstance(value, dict) and isinstance(current, dict):
             strategic_merge(current, value)
+        elif isinstance(value, list) and isinstance(current, list) and key in REPLACED_LISTS:
+            target[key] = copy.deepcopy(value)
         elif isinstance(value, list) and isinstance(current, list):
             if key not in MERGE_KEYS:
                 raise NotImplementedError(f"patching the existing list {key!r}: merge strategy unknown here")
@@ -584,9 +590,9 @@ def test_every_reference_to_a_config_map_or_secret_resolves(overlay: str) -> Non
                     assert ref["key"] in secrets[ref["name"]], f"{ref['name']}.{ref['key']}"
                     assert variable["name"] == ref["key"]
                     readers.setdefault(ref["name"], set()).add(container["name"])
-    # the table owner's URL reaches the migration and nothing else
-    assert readers["deskpilot-migration"] == {"migrate"}
-    assert readers["deskpilot-runtime"] == {"serve", "migrate", "monitor", "retrain"}
+    # the table owner's URL reaches the migration and the backup (pg_dump sees every table as the owner)
+    assert readers["deskpilot-migration"] == {"migrate", "backup"}
+    assert readers["deskpilot-runtime"] == {"serve", "migrate", "monitor", "retrain", "backup"}
     for workload in workloads(resources):
         for volume in (pod_spec(workload) or {})["volumes"]:
             if "persistentVolumeClaim" in volume:
@@ -640,6 +646,7 @@ def test_the_jobs_run_commands_and_options_that_exist(overlay: str) -> None:
                 assert_cli_accepts(invocation)
     assert commands["deskpilot"][0][0] == "serve"
     assert commands["deskpilot-migrate"] == [["store", "migrate"]]
+    assert commands["deskpilot-backup"] == [["store", "backup", "--output", "$out"]]
     assert commands["deskpilot-retrain"][0][:2] == ["retrain", "--from-feedback"]
     (monitor,) = commands["deskpilot-monitor"]
     assert monitor[0] == "monitor"
@@ -647,7 +654,7 @@ def test_the_jobs_run_commands_and_options_that_exist(overlay: str) -> None:
     retrain = one(resources, "CronJob", "deskpilot-retrain")
     (container,) = list(containers_of(retrain))
     assert split_image(container["image"])[0].endswith("deskpilot-train")
-    for name in ("deskpilot-retrain", "deskpilot-monitor"):
+    for name in ("deskpilot-retrain", "deskpilot-monitor", "deskpilot-backup"):
         spec = one(resources, "CronJob", name)["spec"]
         assert spec["concurrencyPolicy"] == "Forbid"
         assert spec["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] == "Never"
@@ -797,3 +804,254 @@ def test_the_monitor_job_pushes_the_gauges_of_a_finished_run(
         ]
     else:
         assert _Pushgateway.received == []
+
+
+# -- state that outlives a pod: the shared home, the backups ------------------------------------------------
+
+
+def volume_at(pod: dict[str, Any], container: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The volume a path of the container lies on: its deepest mount that holds the path."""
+    holding = [m for m in container["volumeMounts"] if path.is_relative_to(m["mountPath"])]
+    assert holding, f"{path} is on the read-only root"
+    mount = max(holding, key=lambda m: len(Path(m["mountPath"]).parts))
+    assert not mount.get("readOnly", False), f"{path} is on a read-only mount"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    return dict(volume)
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for key in [k for k in os.environ if k.startswith("DESKPILOT_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_serving_pod_keeps_its_lasting_state_on_one_shared_volume(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What must outlive a pod and be the same in every replica lives on one claim that every replica
+    mounts: the keys file (operator keys exist only there; ``keys create|revoke`` write it), the audit
+    entries queued while the store is unreachable, the ledger of audit heads, the retrieval index."""
+    from deskpilot.workflows.audit import PENDING_FILE
+
+    resources = rendered(overlay)
+    settings = settings_from(environment(resources, secrets_for(overlay, resources)), monkeypatch)
+    pod = one(resources, "Deployment", "deskpilot")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    lasting = {
+        "keys file": settings.keys_file,
+        "queued audit entries": settings.home / PENDING_FILE,
+        "audit head ledger": settings.resolved_audit_ledger,
+        "retrieval index": settings.resolved_kb_dir,
+    }
+    claims = set()
+    for what, path in lasting.items():
+        volume = volume_at(pod, container, path)
+        assert "persistentVolumeClaim" in volume, f"{what} ({path}) is lost with the pod: {volume}"
+        claims.add(volume["persistentVolumeClaim"]["claimName"])
+    (claim,) = claims
+    modes = one(resources, "PersistentVolumeClaim", claim)["spec"]["accessModes"]
+    hpa = one(resources, "HorizontalPodAutoscaler", "deskpilot")["spec"]
+    if hpa["maxReplicas"] > 1:  # replicas on several nodes mount it at once
+        assert "ReadWriteMany" in modes, f"{claim}: {modes}"
+    else:
+        assert modes
+    # the backup job mounts the same home, so that a restore made from it checks this ledger
+    backup = pod_spec(one(resources, "CronJob", "deskpilot-backup"))
+    assert backup is not None
+    (backup_container,) = backup["containers"]
+    assert volume_at(backup, backup_container, settings.resolved_audit_ledger) == {
+        "name": "home",
+        "persistentVolumeClaim": {"claimName": claim},
+    }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_operator_keys_are_limited_to_the_operators_tenant(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys from DESKPILOT_API_KEYS always have the agent role; an operator key comes from the shared keys
+    file, and only for the tenants the ConfigMap names. The README's command creates one of those."""
+    resources = rendered(overlay)
+    settings = settings_from(environment(resources, secrets_for(overlay, resources)), monkeypatch)
+    assert settings.console_operator_tenants, "on a shared deployment, name the operators' tenant"
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Kubernetes", 1)[1].split("\n## ", 1)[0]
+    created = [
+        shlex.split(line.split(" -- ", 1)[1])
+        for line in section.splitlines()
+        if " -- deskpilot keys create " in line and "--role operator" in line
+    ]
+    assert created, "the README shows how to create an operator key in a serving pod"
+    for words in created:
+        assert_cli_accepts(words[1:])
+        assert settings.may_operate(words[words.index("--tenant") + 1])
+    if overlay == "dev":
+        assert all(record.role == "agent" for record in config_key_records(settings.api_keys))
+
+
+def test_the_backup_job_dumps_as_the_owner_into_its_volume() -> None:
+    resources = rendered("prod")
+    cronjob = one(resources, "CronJob", "deskpilot-backup")
+    pod = pod_spec(cronjob)
+    assert pod is not None
+    (container,) = pod["containers"]
+    assert split_image(container["image"])[0].endswith("deskpilot-serve"), "the image with pg_dump"
+    env = {v["name"]: v for v in container["env"]}
+    owner = env["DESKPILOT_MIGRATION_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert owner == {"name": "deskpilot-migration", "key": "DESKPILOT_MIGRATION_DATABASE_URL"}
+    assert "DESKPILOT_DATABASE_URL" in env, "backup_store checks both name one database"
+    directory = Path(env["BACKUP_DIR"]["value"])
+    volume = volume_at(pod, container, directory / "x.dpbackup")
+    claim = one(resources, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert int(env["BACKUP_KEEP_DAYS"]["value"]) >= 7, "at least the runbook's 7 daily files"
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cronjob["spec"]["timeZone"] == "Etc/UTC"
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"], "writes its volume"
+
+
+@pytest.mark.parametrize(("status", "kept"), [(0, False), (1, True)], ids=["dumped", "dump-failed"])
+def test_the_backup_job_prunes_old_files_only_after_a_good_backup(
+    tmp_path: Path, status: int, kept: bool
+) -> None:
+    """The CronJob's script against a stand-in ``deskpilot``: a timestamped file each run; files past
+    BACKUP_KEEP_DAYS go only when this run's backup was written; other files are never touched."""
+    cronjob = one(rendered("prod"), "CronJob", "deskpilot-backup")
+    (container,) = list(containers_of(cronjob))
+    env = {v["name"]: v["value"] for v in container["env"] if "value" in v}
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    days = int(env["BACKUP_KEEP_DAYS"])
+    old, recent, other = (
+        backups / name for name in ("deskpilot-old.dpbackup", "deskpilot-recent.dpbackup", "notes.txt")
+    )
+    for path, age in ((old, days + 2), (recent, days - 2), (other, days + 30)):
+        path.write_text("x")
+        then = time.time() - age * 86400
+        os.utime(path, (then, then))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stand_in = bin_dir / "deskpilot"
+    stand_in.write_text(
+        f'#!/bin/sh\necho "$@" > {tmp_path}/args\n[ {status} = 0 ] && : > "$4"\nexit {status}\n'
+    )
+    stand_in.chmod(0o755)
+    run_env = {"PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin", "BACKUP_DIR": str(backups)}
+    run_env["BACKUP_KEEP_DAYS"] = str(days)
+    done = subprocess.run(
+        container["command"] + container["args"], env=run_env, capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == status, done.stderr
+    words = (tmp_path / "args").read_text().split()
+    assert words[:3] == ["store", "backup", "--output"]
+    written = Path(words[3])
+    assert written.parent == backups
+    assert re.fullmatch(r"deskpilot-\d{8}T\d{6}Z\.dpbackup", written.name), written.name
+    assert old.exists() == kept
+    assert recent.exists()
+    assert other.exists()
+    assert written.exists() == (status == 0)
+
+
+# -- the documented order: the migration before the serving pods -------------------------------------------
+
+
+def parse_selector(text: str) -> dict[str, Any]:
+    """A kubectl ``-l`` selector (``k=v``, ``k!=v``, ``k in (a,b)``, ``k notin (a,b)``, ``k``, ``!k``) as a
+    label selector for :func:`selects`; ``k!=v`` is ``NotIn``, which also matches objects without ``k``."""
+    expressions = []
+    for raw in re.split(r",(?![^(]*\))", text):
+        term = raw.strip()
+        if match := re.fullmatch(r"(\S+?)\s*!=\s*(\S+)", term):
+            expressions.append({"key": match[1], "operator": "NotIn", "values": [match[2]]})
+        elif match := re.fullmatch(r"(\S+?)\s*==?\s*(\S+)", term):
+            expressions.append({"key": match[1], "operator": "In", "values": [match[2]]})
+        elif match := re.fullmatch(r"(\S+)\s+(in|notin)\s+\(([^)]*)\)", term):
+            values = [v.strip() for v in match[3].split(",")]
+            expressions.append(
+                {"key": match[1], "operator": {"in": "In", "notin": "NotIn"}[match[2]], "values": values}
+            )
+        elif match := re.fullmatch(r"(!?)(\S+)", term):
+            expressions.append({"key": match[2], "operator": "DoesNotExist" if match[1] else "Exists"})
+        else:
+            raise ValueError(f"selector term {term!r}")
+    return {"matchExpressions": expressions}
+
+
+def kubectl_lines(markdown: str) -> list[list[str]]:
+    """The kubectl commands of the bash blocks, continuation lines joined, comments and a leading
+    ``-n NAMESPACE`` left out."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", markdown, re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:1] == ["kubectl"]:
+                if words[1:2] in (["-n"], ["--namespace"]):
+                    del words[1:3]
+                commands.append(words)
+    return commands
+
+
+def migration_first(commands: list[list[str]], overlay: str) -> None:
+    """Every ``kubectl apply -k`` of the overlay that starts (or rolls) serving pods comes after the
+    migration Job of that release completed; an apply before that brings the Job and what it needs, and no
+    serving pod."""
+    resources = rendered(overlay)
+    job = one(resources, "Job", "deskpilot-migrate")
+    migrated = False
+    applied_job = False
+    for words in commands:
+        if words[1:2] == ["wait"] and "job/deskpilot-migrate" in words:
+            assert applied_job, "waits for a migration Job nobody applied"
+            assert "--for=condition=complete" in words
+            migrated = True
+            continue
+        if words[1:3] != ["apply", "-k"] or not words[3].endswith(f"overlays/{overlay}"):
+            continue
+        selector = next((words[i + 1] for i, w in enumerate(words) if w in ("-l", "--selector")), None)
+        chosen = [
+            r
+            for r in resources
+            if selector is None or selects(parse_selector(selector), r["metadata"].get("labels", {}))
+        ]
+        if any(r["kind"] == "Deployment" for r in chosen):
+            assert migrated, f"`{shlex.join(words)}` starts serving pods before the migration completed"
+            migrated = False  # the next release migrates again
+            continue
+        names = {(r["kind"], r["metadata"]["name"]) for r in chosen}
+        assert ("Job", "deskpilot-migrate") in names
+        assert {("ConfigMap", "deskpilot-config"), ("ServiceAccount", "deskpilot")} <= names
+        policies = [
+            r
+            for r in chosen
+            if r["kind"] == "NetworkPolicy" and selects(r["spec"]["podSelector"], pod_labels(job))
+        ]
+        assert not policies or any(p["spec"].get("egress") for p in policies), (
+            "the Job could not reach the store"
+        )
+        applied_job, migrated = True, False
+
+
+def test_the_readme_and_the_runbook_migrate_before_the_serving_pods_start() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Kubernetes", 1)[1].split("\n## ", 1)[0]
+    commands = kubectl_lines(section)
+    assert any(words[1:3] == ["apply", "-k"] for words in commands)
+    migration_first(commands, "prod")
+    runbook = (REPO_ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
+    deploy = runbook.split("\n## Deploy\n", 1)[1].split("\n## ", 1)[0]
+    steps = kubectl_lines(deploy)
+    assert any(words[1:3] == ["apply", "-k"] for words in steps), "the runbook's Kubernetes roll, as commands"
+    migration_first(steps, "prod")
+
+
+def test_the_selector_parser_reads_what_kubectl_reads() -> None:
+    labels = {"app.kubernetes.io/component": "serve", "app": "x"}
+    assert selects(parse_selector("app.kubernetes.io/component!=serve"), labels) is False
+    assert selects(parse_selector("app.kubernetes.io/component!=serve"), {"app": "x"}) is True
+    assert selects(parse_selector("app.kubernetes.io/component notin (serve, monitor)"), labels) is False
+    assert selects(parse_selector("app=x,app.kubernetes.io/component in (serve)"), labels) is True
+    assert selects(parse_selector("!app"), labels) is False
