@@ -19,9 +19,11 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from deskpilot.batch.predictor import FramePredictor, input_parts, to_arrow
+from deskpilot.batch.parts import check_output_location, input_parts, inspect_parts
+from deskpilot.batch.predictor import FramePredictor, to_arrow
 from deskpilot.data.io import detect_format, iter_batches
 from deskpilot.domain import Route
+from deskpilot.evaluation.comparison import ComparisonReport
 from deskpilot.models.artifact import TriageModel
 
 DEFAULT_BATCH_ROWS = 2048
@@ -34,6 +36,7 @@ class BatchSummary:
     unscorable_rows: int
     seconds: float
     output: Path
+    comparison: ComparisonReport | None = None  # with a challenger: how its answers differ from the model's
 
     @property
     def rows_per_second(self) -> float:
@@ -53,9 +56,18 @@ def score_file(
     predictor = model if isinstance(model, FramePredictor) else FramePredictor(model)
     started = time.perf_counter()
     out_format = detect_format(output_path)
+    parts = input_parts(input_path)
+    check_output_location(input_path, output_path)
+    layout = inspect_parts(
+        parts,
+        text_column=predictor.text_column,
+        id_column=predictor.id_column,
+        label_column=predictor.label_column,
+    )
+    predictor = predictor.for_layout(layout)
     rows = auto = unscorable = 0
     with _atomic_output(output_path) as tmp, _Writer(tmp, out_format) as writer:
-        for part in input_parts(input_path):
+        for part in parts:
             for chunk in iter_batches(part, batch_rows):
                 scored = predictor(chunk, str(part))
                 writer.write(scored)

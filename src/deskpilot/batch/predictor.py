@@ -4,21 +4,31 @@ The local engine calls it in-process, chunk by chunk; the Ray engine hands it to
 actor receives it once (the model is deserialized once per actor) and calls it on every batch. Both go through
 :meth:`TriageModel.decide`, the rule the online service applies to the same probabilities, so a row scores
 the same on all three paths.
+
+Ids and texts are copied as the text they hold: a missing value stays missing (never ``"nan"``), and an
+integer id that a reader turned into a float (JSON readers do when some ids are null) keeps its integer form.
+The columns are fixed once per job (:meth:`FramePredictor.for_layout`), so every chunk and every part has the
+same ones, whatever its own rows hold.
+
+With a ``challenger`` (an offline champion/challenger comparison) both models score the same redacted texts
+in the same pass, and each row gains the challenger's intent, confidence and route and whether the two
+intents agree; the input's label, when it has one, is copied as ``label`` for the comparison report.
 """
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Callable, Sequence
-from pathlib import Path
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
-from deskpilot.data.io import FORMATS_BY_SUFFIX, detect_format
+from deskpilot.batch.parts import InputLayout
 from deskpilot.data.pii import PiiRedactor
 from deskpilot.domain import Route
-from deskpilot.errors import DataFileNotFoundError, MissingColumnError, UsageError
 from deskpilot.models.artifact import TriageModel
 
 Redact = Callable[[list[str]], list[str]]
@@ -30,7 +40,32 @@ OUTPUT_TYPES = {
     "route": pa.string(),
     "alternatives": pa.string(),
     "error": pa.string(),
+    "label": pa.string(),
+    "challenger_intent": pa.string(),
+    "challenger_confidence": pa.float64(),
+    "challenger_route": pa.string(),
+    "agrees": pa.bool_(),
 }
+TEXT_EMPTY = "text_empty"
+
+
+def cell_text(value: Any) -> str | None:
+    """One cell as the text it holds: ``None`` for a missing value, ``"7"`` for an integral float 7.0."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer() and abs(value) < 2**53:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def cell_texts(values: Iterable[Any]) -> list[str | None]:
+    return [cell_text(v) for v in values]
 
 
 def score_frame(
@@ -41,22 +76,29 @@ def score_frame(
     id_column: str | None,
     redact: Redact,
     top_k: int,
+    challenger: TriageModel | None = None,
+    label_column: str | None = None,
 ) -> pd.DataFrame:
-    """Score one chunk; the same function serves files and in-memory frames."""
-    raw = chunk[text_column]
+    """Score one chunk; ``id_column`` and ``label_column`` (None: not in the output) may be absent from this
+    chunk, and so may the text column (a JSONL chunk whose records lack it): such cells are missing, such
+    rows unscorable."""
+    n = len(chunk)
+    raw = chunk[text_column].tolist() if text_column in chunk.columns else [None] * n
     texts = [v.strip() if isinstance(v, str) else "" for v in raw]
     scorable = [i for i, t in enumerate(texts) if t]
     redacted = redact([texts[i] for i in scorable])
     decided = model.decide(model.predict_proba(redacted), top_k=top_k) if redacted else []
-    out = pd.DataFrame(index=range(len(chunk)))
+    out = pd.DataFrame(index=range(n))
     if id_column is not None:
-        out["id"] = chunk[id_column].astype(str).to_numpy()
-    out["text"] = raw.astype(str).to_numpy()
-    intent: list[str | None] = [None] * len(chunk)
-    confidence: list[float | None] = [None] * len(chunk)
-    route = [Route.HUMAN.value] * len(chunk)
-    alternatives = ["[]"] * len(chunk)
-    error: list[str | None] = ["text_empty"] * len(chunk)
+        out["id"] = cell_texts(chunk[id_column]) if id_column in chunk.columns else [None] * n
+    out["text"] = cell_texts(raw)
+    if label_column is not None:
+        out["label"] = cell_texts(chunk[label_column]) if label_column in chunk.columns else [None] * n
+    intent: list[str | None] = [None] * n
+    confidence: list[float | None] = [None] * n
+    route = [Route.HUMAN.value] * n
+    alternatives = ["[]"] * n
+    error: list[str | None] = [TEXT_EMPTY] * n
     for position, (prediction, decided_route) in zip(scorable, decided, strict=True):
         intent[position] = prediction.intent
         confidence[position] = round(prediction.confidence, 6)
@@ -70,7 +112,33 @@ def score_frame(
     out["route"] = route
     out["alternatives"] = alternatives
     out["error"] = error
+    if challenger is not None:
+        _add_challenger(out, challenger, redacted, scorable, intent)
     return out
+
+
+def _add_challenger(
+    out: pd.DataFrame,
+    challenger: TriageModel,
+    redacted: list[str],
+    scorable: list[int],
+    intent: list[str | None],
+) -> None:
+    n = len(out)
+    decided = challenger.decide(challenger.predict_proba(redacted)) if redacted else []
+    other: list[str | None] = [None] * n
+    confidence: list[float | None] = [None] * n
+    route = [Route.HUMAN.value] * n
+    agrees: list[bool | None] = [None] * n
+    for position, (prediction, decided_route) in zip(scorable, decided, strict=True):
+        other[position] = prediction.intent
+        confidence[position] = round(prediction.confidence, 6)
+        route[position] = decided_route.value
+        agrees[position] = prediction.intent == intent[position]
+    out["challenger_intent"] = other
+    out["challenger_confidence"] = pd.array(confidence, dtype="Float64")
+    out["challenger_route"] = route
+    out["agrees"] = pd.array(agrees, dtype="boolean")
 
 
 class FramePredictor:
@@ -84,29 +152,42 @@ class FramePredictor:
         id_column: str | None = "id",
         redactor: PiiRedactor | None = None,
         top_k: int = 3,
+        challenger: TriageModel | None = None,
+        label_column: str | None = None,
     ) -> None:
         self.model = model
         self.text_column = text_column
         self.id_column = id_column
         self.redactor = redactor or PiiRedactor()
         self.top_k = top_k
+        self.challenger = challenger
+        self.label_column = label_column
+        self.emit_id: bool | None = None  # None: an id column when the chunk has one
+        self.emit_label: bool | None = None
+
+    def for_layout(self, layout: InputLayout) -> FramePredictor:
+        """This predictor with the job's columns fixed: ``id`` in every chunk's output if any part has it."""
+        bound = copy.copy(self)
+        bound.emit_id = layout.has_id
+        bound.emit_label = layout.has_label
+        return bound
 
     def __call__(self, chunk: pd.DataFrame, source: str = "the input") -> pd.DataFrame:
-        """One scored row per row of ``chunk``; ``source`` names the file in a missing-column error."""
-        if self.text_column not in chunk.columns:
-            raise MissingColumnError(
-                f"{source}: no column {self.text_column!r}; the file has "
-                f"{', '.join(map(repr, chunk.columns))}",
-                details={"file": source, "missing": [self.text_column]},
-            )
-        use_id = self.id_column if self.id_column is not None and self.id_column in chunk.columns else None
+        """One scored row per row of ``chunk``; ``source`` names where it came from (for messages)."""
+        emit_id, emit_label = self.emit_id, self.emit_label
+        if emit_id is None:
+            emit_id = self.id_column is not None and self.id_column in chunk.columns
+        if emit_label is None:
+            emit_label = self.label_column is not None and self.label_column in chunk.columns
         return score_frame(
             self.model,
             chunk,
             text_column=self.text_column,
-            id_column=use_id,
+            id_column=self.id_column if emit_id else None,
             redact=self._redact,
             top_k=self.top_k,
+            challenger=self.challenger,
+            label_column=self.label_column if emit_label else None,
         )
 
     def table(self, chunk: pd.DataFrame) -> pa.Table:
@@ -121,36 +202,3 @@ class FramePredictor:
 def to_arrow(frame: pd.DataFrame) -> pa.Table:
     schema = pa.schema([(column, OUTPUT_TYPES[column]) for column in frame.columns])
     return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-
-
-def input_parts(path: Path) -> list[Path]:
-    """The files to score: ``path`` itself, or the data files of a folder (sorted by name, one format, hidden
-    and ``_``-prefixed files skipped); a clear error for a folder with none or with mixed formats."""
-    if path.is_file():
-        detect_format(path)
-        return [path]
-    if not path.is_dir():
-        raise DataFileNotFoundError(f"{path}: no such file or folder", details={"file": str(path)})
-    parts = sorted(
-        child
-        for child in path.iterdir()
-        if child.is_file()
-        and not child.name.startswith((".", "_"))
-        and child.suffix.lower() in FORMATS_BY_SUFFIX
-    )
-    if not parts:
-        known = ", ".join(sorted(FORMATS_BY_SUFFIX))
-        raise DataFileNotFoundError(
-            f"{path}: the folder holds no data files ({known})", details={"file": str(path)}
-        )
-    formats = _formats(parts)
-    if len(formats) > 1:
-        raise UsageError(
-            f"{path}: the folder mixes formats ({', '.join(sorted(formats))}); score one format at a time",
-            details={"file": str(path), "formats": sorted(formats)},
-        )
-    return parts
-
-
-def _formats(parts: Sequence[Path]) -> set[str]:
-    return {detect_format(part) for part in parts}

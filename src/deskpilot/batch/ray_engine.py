@@ -3,12 +3,18 @@
 Ray Data reads the parts (a file, or a folder of CSV/TSV/JSONL/Parquet files in one format) in blocks, and an
 actor pool runs :class:`~deskpilot.batch.predictor.FramePredictor` on them: the predictor (model and redactor)
 goes into Ray's object store once and each actor takes it from there once. The streaming executor keeps only
-a bounded number of blocks in flight, so memory does not grow with the input. Parts are written to a hidden
-folder beside the output, which replaces the output only when every part is written; a summary file
-(``_deskpilot.json``, skipped by Parquet readers for its leading underscore) records the job.
+a bounded number of blocks in flight, so memory does not grow with the input, and keeps the input's order.
+Parts are written to a private hidden folder beside the output, which replaces the output only when the
+written parts hold every input row; a summary file (``_deskpilot.json``, skipped by Parquet readers for its
+leading underscore) records the job.
+
+Every part is inspected on the driver first (columns, header, exact row count), so a bad part is refused
+before Ray starts, naming the file. Errors inside Ray are unwrapped into the DeskPilot error they carry, and
+Arrow read errors become :class:`DataFormatError`.
 
 Without an address a local Ray starts with the given number of CPUs and stops when the job ends; with one
-the job joins that cluster and leaves it running. Ray is imported only here, on use (the ``[ray]`` extra).
+the job joins that cluster and leaves it running: the workers write the parts themselves, so the output
+folder must then be on storage every node shares. Ray is imported only here, on use (the ``[ray]`` extra).
 """
 
 from __future__ import annotations
@@ -29,13 +35,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+from deskpilot.batch.parts import (
+    InputLayout,
+    arrow_reason,
+    check_output_location,
+    csv_convert_options,
+    csv_parse_options,
+    csv_read_options,
+    input_parts,
+    inspect_parts,
+)
 from deskpilot.batch.predict import BatchSummary
-from deskpilot.batch.predictor import FramePredictor, input_parts
-from deskpilot.data.io import detect_format, iter_batches
+from deskpilot.batch.predictor import FramePredictor
 from deskpilot.domain import Route
-from deskpilot.errors import BatchEngineUnavailableError, UsageError
+from deskpilot.errors import BatchEngineUnavailableError, DataFormatError, DeskPilotError, UsageError
 
 SUMMARY_FILE = "_deskpilot.json"
+MIN_CPUS = 2  # one for the actor that scores, one for the tasks that read and write
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,16 @@ class RayOptions:
     progress: bool = True
 
 
+def require_ray() -> None:
+    """Refuse early (before a model is loaded) when Ray is not installed."""
+    try:
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise BatchEngineUnavailableError(
+            f"the Ray engine needs Ray ({exc}): pip install 'deskpilot[ray]' (or use --engine local)"
+        ) from exc
+
+
 def score_with_ray(
     predictor: FramePredictor,
     input_path: Path,
@@ -61,31 +87,44 @@ def score_with_ray(
     """Score ``input_path`` into Parquet parts under ``output_dir`` on Ray; the summary counts the parts."""
     options = options or RayOptions()
     parts = input_parts(input_path)
-    _check_output(output_dir)
-    _check_columns(predictor, parts[0])
+    target = _check_output(input_path, output_dir)
+    layout = inspect_parts(
+        parts,
+        text_column=predictor.text_column,
+        id_column=predictor.id_column,
+        label_column=predictor.label_column,
+        count=True,
+        one_header=True,
+    )
+    bound = predictor.for_layout(layout)
     started = time.perf_counter()
-    staging = output_dir.with_name(f".{output_dir.name}.partial-{uuid.uuid4().hex[:8]}")
+    staging = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
-        with _ray_session(options) as ray:
-            dataset = _read(ray, parts)
-            workers = _workers(options, int(ray.cluster_resources().get("CPU", 1)))
-            reference = ray.put(predictor)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir(mode=0o700)  # private until complete
+        with _ray_session(options) as ray, _ray_errors(input_path):
+            dataset = _read(ray, layout)
+            workers = _workers(options, int(ray.cluster_resources().get("CPU", 0)))
+            reference = ray.put(bound)
             scored = dataset.map_batches(
                 _RayPredictor,
                 fn_constructor_kwargs={"boxed": [reference]},
                 batch_size=batch_rows,
                 batch_format="pandas",
-                compute=ray.data.ActorPoolStrategy(size=workers),
+                # one batch at a time per actor: with more in flight, Ray 2.60 was seen to emit a batch
+                # after later ones even with preserve_order
+                compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
                 num_cpus=1,
             )
             scored.write_parquet(str(staging))
-        staging.mkdir(parents=True, exist_ok=True)  # an input of header-only files writes no part
         rows, auto, unscorable = _count(staging)
+        _check_complete(rows, layout, output_dir, options)
         seconds = time.perf_counter() - started
         summary = BatchSummary(rows, auto, unscorable, seconds, output_dir)
         record = {**asdict(summary), "output": str(output_dir), "inputs": [str(p) for p in parts]}
         (staging / SUMMARY_FILE).write_text(json.dumps(record, indent=2))
-        _replace(staging, output_dir)
+        staging.chmod(0o777 & ~_umask())
+        _replace(staging, target)
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -94,12 +133,18 @@ def score_with_ray(
 def _workers(options: RayOptions, cpus: int) -> int:
     """Actors to score with: one CPU stays free for the tasks that read and write the parts, else the
     actors hold every CPU and the reads wait for ever."""
+    if cpus < MIN_CPUS:
+        raise BatchEngineUnavailableError(
+            f"the Ray cluster has {cpus} CPU{'' if cpus == 1 else 's'}; the Ray engine needs at least "
+            f"{MIN_CPUS} (one scores, one reads and writes the parts), or use --engine local",
+            details={"cpus": cpus},
+        )
     if options.workers is None:
-        return max(1, cpus - 1)
-    if options.workers > max(1, cpus - 1):
+        return cpus - 1
+    if options.workers > cpus - 1:
         raise UsageError(
             f"--ray-workers {options.workers}: the cluster has {cpus} CPUs and reading and writing the "
-            f"parts need one, so at most {max(1, cpus - 1)} actors can score",
+            f"parts need one, so at most {cpus - 1} actors can score",
             details={"workers": options.workers, "cpus": cpus},
         )
     return options.workers
@@ -119,14 +164,13 @@ class _RayPredictor:
 
 @contextlib.contextmanager
 def _ray_session(options: RayOptions) -> Iterator[Any]:
-    try:
-        import ray
-        from ray.data import DataContext
-    except ImportError as exc:
-        raise BatchEngineUnavailableError(
-            "the Ray engine needs Ray: pip install 'deskpilot[ray]' (or use --engine local)"
-        ) from exc
-    DataContext.get_current().enable_progress_bars = options.progress
+    require_ray()
+    import ray
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = options.progress
+    context.execution_options.preserve_order = True  # output rows in input order, as the local engine
     owned = not ray.is_initialized()
     if owned:
         try:
@@ -134,7 +178,7 @@ def _ray_session(options: RayOptions) -> Iterator[Any]:
                 ray.init(address=options.address, logging_level=logging.WARNING, log_to_driver=False)
             else:
                 ray.init(
-                    num_cpus=max(os.cpu_count() or 1, (options.workers or 0) + 1),
+                    num_cpus=max(os.cpu_count() or 1, (options.workers or 1) + 1),
                     object_store_memory=options.object_store_mb * 1024 * 1024,
                     include_dashboard=False,
                     logging_level=logging.WARNING,
@@ -150,47 +194,92 @@ def _ray_session(options: RayOptions) -> Iterator[Any]:
             ray.shutdown()
 
 
-def _read(ray: Any, parts: list[Path]) -> Any:
-    """The parts as a Ray dataset; CSV cells as text, as the local engine reads them."""
-    paths = [str(part) for part in parts]
-    fmt = detect_format(parts[0])
-    if fmt == "parquet":
-        return ray.data.read_parquet(paths)
-    if fmt == "jsonl":
-        return ray.data.read_json(paths, lines=True)
-    import pyarrow.csv as pacsv
+@contextlib.contextmanager
+def _ray_errors(source: Path) -> Iterator[None]:
+    """A failure inside Ray as the DeskPilot error it carries, or an Arrow read error as a format error."""
+    try:
+        yield
+    except Exception as exc:
+        causes = list(_causes(exc))
+        carried = next((e for e in causes if isinstance(e, DeskPilotError) and not _is_ray(e)), None)
+        if carried is not None:
+            if carried is exc:
+                raise
+            raise type(carried)(carried.message, details=carried.details) from None
+        arrow = next((e for e in causes if isinstance(e, pa.ArrowException) and not _is_ray(e)), None)
+        if arrow is not None:
+            raise DataFormatError(
+                f"{source}: cannot read the input: {arrow_reason(arrow)}",
+                details={"file": str(source), "parser": str(arrow).strip()},
+            ) from None
+        raise
 
-    header = next(iter_batches(parts[0], 1)).columns
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: Ray keeps a task's exception in ``cause``, Python in ``__cause__``."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending += [getattr(current, "cause", None), current.__cause__, current.__context__]
+
+
+def _is_ray(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("ray.")
+
+
+def _read(ray: Any, layout: InputLayout) -> Any:
+    """The parts as a Ray dataset; CSV cells as text, with the header as the local engine reads it."""
+    paths = [str(part) for part in layout.parts]
+    if layout.format == "parquet":
+        return ray.data.read_parquet(paths)
+    if layout.format == "jsonl":
+        return ray.data.read_json(paths, lines=True)
+    header = layout.header or ()
     return ray.data.read_csv(
         paths,
-        parse_options=pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ","),
-        convert_options=pacsv.ConvertOptions(
-            column_types={str(name): pa.string() for name in header},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
+        read_options=csv_read_options(header),
+        parse_options=csv_parse_options(layout.format),
+        convert_options=csv_convert_options(header),
     )
 
 
-def _check_columns(predictor: FramePredictor, first: Path) -> None:
-    """Refuse before any cluster work when the first part lacks the text column (the error names it)."""
-    head = next(iter_batches(first, 1), None)
-    if head is not None:
-        predictor(head.iloc[:0], str(first))
-
-
-def _check_output(output_dir: Path) -> None:
-    if output_dir.exists() and not output_dir.is_dir():
+def _check_output(input_path: Path, output_dir: Path) -> Path:
+    target = check_output_location(input_path, output_dir)
+    if target.exists() and not target.is_dir():
         raise UsageError(
             f"{output_dir}: the Ray engine writes a folder of Parquet parts; this is a file",
             details={"file": str(output_dir)},
         )
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / SUMMARY_FILE).exists():
+    if target.is_dir() and any(target.iterdir()) and not (target / SUMMARY_FILE).exists():
         raise UsageError(
             f"{output_dir}: the folder holds other files; give an empty or new folder (a folder this "
             "command wrote before is replaced)",
             details={"file": str(output_dir)},
         )
+    return target
+
+
+def _check_complete(rows: int, layout: InputLayout, output_dir: Path, options: RayOptions) -> None:
+    """Refuse to replace the output with parts that miss rows: with a cluster, workers whose output folder
+    is on their own disks write parts this machine never sees."""
+    expected = layout.rows or 0
+    if rows >= expected:
+        return
+    where = (
+        f"the output folder must be on storage every node of {options.address} shares (a network file system)"
+        if options.address
+        else "the workers wrote fewer rows than they read"
+    )
+    raise UsageError(
+        f"{output_dir}: the written parts hold {rows:,} of the input's {expected:,} rows; {where}. "
+        "The previous output, if any, is kept",
+        details={"file": str(output_dir), "rows": rows, "expected": expected},
+    )
 
 
 def _count(folder: Path) -> tuple[int, int, int]:
@@ -207,11 +296,27 @@ def _count(folder: Path) -> tuple[int, int, int]:
 
 
 def _replace(staging: Path, output_dir: Path) -> None:
-    """Put the finished parts where the output goes; an earlier output of this command is removed after."""
+    """Put the finished parts where the output goes; an earlier output of this command is removed after,
+    and put back if the finished parts cannot be moved into place."""
     old = None
     if output_dir.exists():
         old = output_dir.with_name(f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}")
         output_dir.rename(old)
-    staging.rename(output_dir)
+    try:
+        staging.rename(output_dir)
+    except OSError as exc:
+        if old is not None:
+            old.rename(output_dir)
+        raise UsageError(
+            f"{output_dir}: cannot move the finished parts into place ({exc.strerror or exc}); the previous "
+            "output is kept",
+            details={"file": str(output_dir)},
+        ) from exc
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -1,5 +1,6 @@
 """``deskpilot predict``: batch scoring of a file or a folder of parts with a registered model, on this
-process (``--engine local``) or on Ray (``--engine ray``)."""
+process (``--engine local``) or on Ray (``--engine ray``); with ``--challenger``, a second model scores the
+same rows for an offline comparison report."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from deskpilot.batch.predict import DEFAULT_BATCH_ROWS
 from deskpilot.cli.common import JsonOpt, PiiPatternOpt, TextColumnOpt, emit_json, reported_errors, state
+from deskpilot.evaluation.comparison import summary_lines
 from deskpilot.workflows.scoring import BatchJob, score_batch
 
 
@@ -61,6 +63,25 @@ def predict(
             help="Actors scoring at once (default: one per CPU but one, left for reading and writing).",
         ),
     ] = None,
+    challenger: Annotated[
+        str | None,
+        typer.Option(
+            "--challenger",
+            help="A second model scoring the same rows (models:/NAME/VERSION, @ALIAS, or `rollout` for the "
+            "version in shadow or canary now); adds challenger_intent, challenger_confidence, "
+            "challenger_route and agrees.",
+        ),
+    ] = None,
+    label_column: Annotated[
+        str,
+        typer.Option(
+            "--label-column", help="With --challenger: the column of true intents, for each model's accuracy."
+        ),
+    ] = "label",
+    report_dir: Annotated[
+        Path | None,
+        typer.Option("--report", help="With --challenger: write comparison.{json,md,html} to this folder."),
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Score INPUT with MODEL into OUTPUT: intent, confidence, route and alternatives per row."""
@@ -77,6 +98,9 @@ def predict(
         ray_address=ray_address,
         ray_workers=ray_workers,
         progress=not json_output,
+        challenger_uri=challenger,
+        label_column=label_column,
+        report_dir=report_dir,
     )
     with (
         reported_errors(as_json=json_output),
@@ -107,6 +131,9 @@ def predict(
         "seconds": round(summary.seconds, 3),
         "rows_per_second": round(summary.rows_per_second, 1),
     }
+    if summary.comparison is not None:
+        result["comparison"] = summary.comparison.to_dict()
+        result["report"] = None if report_dir is None else str(report_dir)
     if json_output:
         emit_json(result)
         return
@@ -115,3 +142,8 @@ def predict(
         f"scored {summary.rows:,} rows in {summary.seconds:.1f}s ({summary.rows_per_second:,.0f}/s): "
         f"{summary.auto_rows:,} auto ({share:.1%}), {summary.unscorable_rows:,} unscorable → {summary.output}"
     )
+    if summary.comparison is not None:
+        for line in summary_lines(summary.comparison):
+            typer.echo(line)
+        if report_dir is not None:
+            typer.echo(f"comparison report → {report_dir}")

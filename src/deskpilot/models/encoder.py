@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 # ONNX Runtime already spreads each batch over every core. The tokenizer's own (rayon) thread pool only adds
 # workers that spin-wait after each call and take those cores from ONNX Runtime and the server's event loop:
@@ -20,6 +21,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 from tokenizers import Tokenizer
 
+from deskpilot.errors import ArtifactError
+
 ENCODER_FILE = "encoder.onnx"
 ENCODER_INT8_FILE = "encoder.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -29,6 +32,8 @@ class OnnxSentenceEncoder:
     """Runs a text → vector ONNX graph (sentence embeddings, or a fine-tuned classifier's logits).
 
     ``model`` is a file, or the serialized graph itself for a model that was just exported in memory.
+    An encoder pickles (for Ray actors, which may run on machines without its files) as the graph's bytes
+    and the tokenizer's JSON, and rebuilds its ONNX Runtime session on unpickling.
     """
 
     def __init__(
@@ -44,20 +49,59 @@ class OnnxSentenceEncoder:
         self.tokenizer_path = tokenizer_path
         self.max_length = max_length
         self.batch_size = batch_size
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self.threads = threads
+        self._model_bytes = model if isinstance(model, bytes) else None
+        source = str(model) if isinstance(model, Path) else model
+        self._start(source, Tokenizer.from_file(str(tokenizer_path)))
+
+    def _start(self, source: str | bytes, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
         self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=max_length)
+        self._tokenizer.enable_truncation(max_length=self.max_length)
         import onnxruntime as ort  # with the first encoder: importing it writes a file to TMPDIR
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         # idle worker threads spin-wait by default: free in a benchmark, stolen CPU in a server
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        source = model if isinstance(model, bytes) else str(model)
         self._session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self.dimension = int(self._session.get_outputs()[0].shape[-1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The graph as bytes (read from its file now) and the tokenizer as JSON: no session, no paths
+        that another machine would need."""
+        graph = self._model_bytes
+        if graph is None and self.model_path is not None:
+            try:
+                graph = self.model_path.read_bytes()
+            except OSError as exc:
+                raise ArtifactError(
+                    f"{self.model_path}: cannot read the encoder to send it to workers ({exc.strerror})",
+                    details={"file": str(self.model_path)},
+                ) from exc
+        return {
+            "model_path": self.model_path,
+            "tokenizer_path": self.tokenizer_path,
+            "max_length": self.max_length,
+            "batch_size": self.batch_size,
+            "threads": self.threads,
+            "graph": graph,
+            "tokenizer": self._tokenizer.to_str(),
+            "kept_bytes": self._model_bytes is not None,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.model_path = state["model_path"]
+        self.tokenizer_path = state["tokenizer_path"]
+        self.max_length = state["max_length"]
+        self.batch_size = state["batch_size"]
+        self.threads = state["threads"]
+        here = self.model_path is not None and self.model_path.is_file()
+        # bytes are kept only where no file has them, so that this copy can be pickled again
+        self._model_bytes = state["graph"] if state["kept_bytes"] or not here else None
+        self._start(state["graph"], Tokenizer.from_str(state["tokenizer"]))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length embeddings, one row per text, in input order."""

@@ -1,21 +1,30 @@
 """Batch scoring of a file (or a folder of parts) with a registered version, on this process or on Ray: PII
-redacted first, one output row per input row, the same predictor on both engines."""
+redacted first, one output row per input row, the same predictor on both engines.
+
+A job can follow the rollout: ``@champion`` names the champion alias, and a ``challenger`` (a URI, an
+``@ALIAS``, or ``rollout`` for the version the rollout has in shadow or canary now) scores the same rows in
+the same pass, for an offline comparison report read back from the output."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from deskpilot.batch.compare import compare_output
+from deskpilot.batch.parts import check_output_location, input_parts
 from deskpilot.batch.predict import DEFAULT_BATCH_ROWS, BatchSummary, score_file
-from deskpilot.batch.predictor import FramePredictor, input_parts
+from deskpilot.batch.predictor import FramePredictor
 from deskpilot.config import Settings
 from deskpilot.data.io import count_rows
+from deskpilot.domain import ModelRef
 from deskpilot.errors import UsageError
+from deskpilot.evaluation.comparison import write_comparison
 from deskpilot.registry.base import ModelRegistry
 from deskpilot.workflows.build import build_redactor, build_registry, parse_model_uri
 
 ENGINES = ("local", "ray")
+ROLLOUT_CHALLENGER = "rollout"  # --challenger rollout: the version in shadow or canary now
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,9 @@ class BatchJob:
     ray_address: str | None = None
     ray_workers: int | None = None
     progress: bool = True
+    challenger_uri: str | None = None
+    label_column: str | None = "label"  # copied as ``label`` for the comparison (a challenger only)
+    report_dir: Path | None = None
 
 
 def resolve_model_uri(settings: Settings, uri: str) -> str:
@@ -39,6 +51,23 @@ def resolve_model_uri(settings: Settings, uri: str) -> str:
     if uri.startswith("@") and len(uri) > 1:
         return f"models:/{settings.model_name}{uri}"
     return uri
+
+
+def resolve_challenger(settings: Settings, registry: ModelRegistry, spec: str) -> str:
+    """``rollout`` is the rollout's current challenger; anything else as :func:`resolve_model_uri`. (The
+    ``@challenger`` alias is the latest candidate that passed its gate, not necessarily the one in shadow.)"""
+    if spec != ROLLOUT_CHALLENGER:
+        return resolve_model_uri(settings, spec)
+    from deskpilot.rollout.actions import read_state  # the rollout's modules only when asked for
+
+    state = read_state(registry, settings.model_name)
+    if state.challenger is None:
+        raise UsageError(
+            f"--challenger rollout: the rollout of {settings.model_name} has no challenger now; promote one "
+            "to shadow, or name a version (models:/NAME/VERSION or @ALIAS)",
+            details={"model": settings.model_name},
+        )
+    return ModelRef(settings.model_name, version=state.challenger).uri
 
 
 def score_batch(
@@ -50,21 +79,57 @@ def score_batch(
     registry: ModelRegistry | None = None,
 ) -> BatchSummary:
     """Score ``job.input_path`` into ``job.output_path``; ``on_total`` hears the row count before scoring
-    starts and ``on_rows`` each batch done, for progress."""
-    if job.engine not in ENGINES:
-        raise UsageError(f"--engine {job.engine!r}: use one of {', '.join(ENGINES)}")
+    starts and ``on_rows`` each batch done, for progress. With a challenger the summary carries the
+    comparison, also written under ``job.report_dir`` when given."""
+    _check_job(job)
     ref = parse_model_uri(resolve_model_uri(settings, job.model_uri))
     parts = input_parts(job.input_path)
-    redactor = build_redactor(job.pii_patterns)
-    model = (registry or build_registry(settings)).load(ref)
-    predictor = FramePredictor(model, text_column=job.text_column, id_column=job.id_column, redactor=redactor)
+    check_output_location(job.input_path, job.output_path)
     if job.engine == "ray":
-        from deskpilot.batch.ray_engine import RayOptions, score_with_ray  # Ray only when asked for
+        from deskpilot.batch.ray_engine import require_ray
+
+        require_ray()  # before the model is loaded: a missing extra should not cost a download
+    registry = registry or build_registry(settings)
+    challenger_ref = None
+    if job.challenger_uri is not None:
+        challenger_ref = parse_model_uri(resolve_challenger(settings, registry, job.challenger_uri))
+    predictor = FramePredictor(
+        registry.load(ref),
+        text_column=job.text_column,
+        id_column=job.id_column,
+        redactor=build_redactor(job.pii_patterns),
+        challenger=None if challenger_ref is None else registry.load(challenger_ref),
+        label_column=job.label_column if challenger_ref is not None else None,
+    )
+    if job.engine == "ray":
+        from deskpilot.batch.ray_engine import RayOptions, score_with_ray
 
         options = RayOptions(address=job.ray_address, workers=job.ray_workers, progress=job.progress)
-        return score_with_ray(
+        summary = score_with_ray(
             predictor, job.input_path, job.output_path, batch_rows=job.batch_rows, options=options
         )
-    if on_total is not None:
-        on_total(sum(count_rows(part) for part in parts))
-    return score_file(predictor, job.input_path, job.output_path, batch_rows=job.batch_rows, on_rows=on_rows)
+    else:
+        if on_total is not None:
+            on_total(sum(count_rows(part) for part in parts))
+        summary = score_file(
+            predictor, job.input_path, job.output_path, batch_rows=job.batch_rows, on_rows=on_rows
+        )
+    if challenger_ref is None:
+        return summary
+    comparison = compare_output(
+        job.output_path,
+        champion=registry.get(ref).uri,
+        challenger=registry.get(challenger_ref).uri,
+    )
+    if job.report_dir is not None:
+        write_comparison(comparison, job.report_dir)
+    return replace(summary, comparison=comparison)
+
+
+def _check_job(job: BatchJob) -> None:
+    if job.engine not in ENGINES:
+        raise UsageError(f"--engine {job.engine!r}: use one of {', '.join(ENGINES)}")
+    if job.engine != "ray" and (job.ray_address is not None or job.ray_workers is not None):
+        raise UsageError("--ray-address and --ray-workers apply to --engine ray only")
+    if job.report_dir is not None and job.challenger_uri is None:
+        raise UsageError("--report compares two models: give --challenger too")
