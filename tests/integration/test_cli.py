@@ -124,7 +124,9 @@ def test_snapshot_lifecycle(tmp_path: Path, home: Path, write_rows: WriteRows) -
         run_cli("snapshot", "show", meta["digest"][:10], "--seed", "3", "--json", home=home).stdout
     )
     assert shown["split"]["leakage"]["clean"] is True
-    assert shown["split"]["train_rows"] + shown["split"]["validation_rows"] == 18
+    sides = ("train_rows", "validation_rows", "evaluation_rows")
+    assert sum(shown["split"][side] for side in sides) == 18
+    assert shown["split"]["evaluation_rows"] == shown["split"]["evaluation_split"]["rows"] > 0
     assert run_cli("snapshot", "verify", meta["digest"][:10], home=home).returncode == 0
 
     data = Path(meta["path"]) / "data.parquet"

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from deskpilot.data.snapshots import SnapshotStore
+from deskpilot.data.splits import frozen_evaluation
 from tests.helpers import BUNDLED_DATA, bundled_subset, run_cli
 
 Setup = tuple[Path, Path, Path]
@@ -121,3 +123,50 @@ def test_unseen_labels_are_counted_not_a_crash(registry_home: Setup) -> None:
     unseen = json.loads(result.stdout)["unseen_labels"]
     assert unseen["rows"] == 2
     assert unseen["labels"] == {"car_rental": 1, "restaurant": 1}
+
+
+def test_gate_on_training_data_leaves_out_the_rows_either_model_trained_on(registry_home: Setup) -> None:
+    home, folder, _ = registry_home
+    train = folder / "train.csv"
+    snapshot = next(
+        s for s in SnapshotStore(home / "snapshots").all() if s.metadata.source_file == str(train)
+    )
+    held_out = frozen_evaluation(snapshot).rows.size
+    result = run_cli(
+        "gate", "models:/deskpilot-triage/3", "--data", train, "--no-record", "--json", home=home
+    )
+    assert result.returncode == 0, result.stdout
+    rows = json.loads(result.stdout)["rows"]
+    assert (rows["offered"], rows["compared"], rows["forced"], rows["leakage"]) == (320, held_out, False, "")
+    assert rows["champion_seen"] == rows["challenger_seen"] == rows["left_out"] == 320 - held_out
+    text = run_cli("gate", "models:/deskpilot-triage/3", "--data", train, "--no-record", home=home)
+    assert f"rows: {held_out:,} of 320 rows (train.csv); {320 - held_out:,} left out" in text.stdout
+
+
+def test_a_forced_overlapping_comparison_reports_the_leakage(registry_home: Setup) -> None:
+    home, folder, _ = registry_home
+    train = folder / "train.csv"
+    result = run_cli(
+        "gate", "models:/deskpilot-triage/3", "--data", train, "--include-seen-rows", "--no-record", home=home
+    )
+    assert result.returncode == 0, result.stdout
+    seen = (
+        320
+        - frozen_evaluation(
+            next(s for s in SnapshotStore(home / "snapshots").all() if s.metadata.source_file == str(train))
+        ).rows.size
+    )
+    leakage = (
+        f"forced comparison, leakage: the champion trained on {seen} of the 320 compared rows; "
+        f"the challenger trained on {seen} of the 320 compared rows"
+    )
+    assert f"rows: 320 of 320 rows (train.csv); {leakage}" in result.stdout
+    assert f"reason: every rule holds ({leakage})" in result.stdout
+    recorded = run_cli(
+        "gate", "models:/deskpilot-triage/3", "--data", train, "--include-seen-rows", "--json", home=home
+    )
+    decision = json.loads(recorded.stdout)
+    assert decision["rows"]["forced"] is True
+    assert decision["rows"]["champion_seen"] == seen
+    shown = json.loads(run_cli("models", "show", "models:/deskpilot-triage/3", "--json", home=home).stdout)
+    assert leakage in shown["tags"]["deskpilot.gate_reason"]  # the leakage stays with the recorded decision

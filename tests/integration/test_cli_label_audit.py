@@ -109,3 +109,59 @@ def test_a_file_that_breaks_the_contract_names_the_problem(tmp_path: Path) -> No
     result = run_cli("data", "audit-labels", single, "--label-column", "intent", home=tmp_path / "home")
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "class_too_small" in result.stdout + result.stderr
+
+
+def test_training_can_leave_the_flagged_rows_out_and_records_it(noisy_file: Path, tmp_path: Path) -> None:
+    from deskpilot.config import Settings
+    from deskpilot.domain import ModelRef
+    from deskpilot.workflows.build import build_registry
+
+    home = tmp_path / "home"
+    report = tmp_path / "report"
+    audited = run_cli(
+        "data", "audit-labels", noisy_file, "--label-column", "intent", "--report", report, home=home
+    )
+    assert audited.returncode == 0, audited.stderr
+    flagged = json.loads((report / "label_audit.json").read_text())["flagged"]
+    trained = run_cli(
+        "train",
+        "--data",
+        noisy_file,
+        "--label-column",
+        "intent",
+        "--exclude-flagged",
+        report / "label_audit.json",
+        home=home,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "flagged training rows" in trained.stderr
+    model = build_registry(Settings(home=home)).load(ModelRef("deskpilot-triage", version="1"))
+    lineage = model.manifest.lineage
+    excluded = lineage["excluded"]
+    assert excluded["flagged"] == len({(row["key"], row["given_label"]) for row in flagged})
+    assert excluded["source"] == str(report / "label_audit.json")
+    # flagged rows on the training side are left out; those in validation or evaluation stay, to be measured
+    assert 0 < excluded["train_rows_left_out"] <= len(flagged)
+    total = lineage["train_rows"] + lineage["validation_rows"] + lineage["evaluation_rows"]
+    assert total == 137 - excluded["train_rows_left_out"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "not JSON"),
+        ('{"rows": 3}', "not a label audit"),
+        ('{"flagged": [{"key": "abc"}]}', "flagged entry 1 lacks"),
+    ],
+)
+def test_a_bad_flag_file_is_refused_before_training(tmp_path: Path, content: str, message: str) -> None:
+    flags = tmp_path / "flags.json"
+    flags.write_text(content)
+    data = tmp_path / "tickets.csv"
+    pd.DataFrame([{"text": f"text {i}", "intent": f"l{i % 2}"} for i in range(20)]).to_csv(data, index=False)
+    result = run_cli(
+        "train", "--data", data, "--label-column", "intent", "--exclude-flagged", flags, home=tmp_path / "h"
+    )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert message in result.stderr
+    assert not (tmp_path / "h" / "snapshots").exists() or not any((tmp_path / "h" / "snapshots").iterdir())

@@ -18,7 +18,7 @@ from deskpilot.config import Settings
 from deskpilot.data.contracts import DataContract, validate_table
 from deskpilot.data.io import read_table
 from deskpilot.data.snapshots import SnapshotStore
-from deskpilot.data.splits import split_frame
+from deskpilot.data.splits import frozen_evaluation, split_around
 from deskpilot.domain import ModelRef, Route
 from deskpilot.registry.base import GATE_DECISION
 from deskpilot.store import migrate
@@ -179,7 +179,10 @@ def test_corrections_become_a_gated_challenger_in_shadow_and_a_second_run_has_no
     assert report["guard"]["rejected"]["conflicting_verdicts"] == {"groups": 1, "verdicts": 1}
     assert max(t["share"] for t in report["tenants"]) <= 0.5
     assert report["warnings"] == []  # about as many new rows for every intent
-    assert report["metrics"]["before"]["by_origin"]["feedback"]["rows"] > 0
+    # both models are compared on the lineage's frozen evaluation split: the champion's rows, none of the
+    # feedback (new rows train and validate; they never join the split, ADR 0019)
+    assert report["metrics"]["rows"] > 0
+    assert "feedback" not in report["metrics"]["before"]["by_origin"]
     assert "is in shadow" in report["shadow"]
 
     rc, stdout, stderr = cli(loop, "rollout", "status", "--json")
@@ -197,16 +200,21 @@ def test_corrections_become_a_gated_challenger_in_shadow_and_a_second_run_has_no
     parent_digest = report["parent_snapshot"]
     version = registry.get(ModelRef(MODEL, version="2"))
     assert version.tags[tags.FEEDBACK_PARENT] == parent_digest
-    assert "Validation metrics" in (registry.document(MODEL, "2", REPORT_MD) or "")
+    assert "Evaluation metrics" in (registry.document(MODEL, "2", REPORT_MD) or "")
     decision = json.loads(registry.document(MODEL, "2", GATE_DECISION) or "{}")
     assert decision["champion"]["comparison_unseen_by_both"] is True
+    assert decision["champion"]["same_evaluation_split"] is True  # the lineage grew; its split did not
+    assert decision["rows"]["left_out"] == 0
 
     snapshots = SnapshotStore(loop.settings.snapshot_dir)
     parent, child = snapshots.get(parent_digest), snapshots.get(report["snapshot"])
     assert child.metadata.lineage is not None
     assert child.metadata.lineage["parent_digest"] == parent_digest
-    split = split_frame(parent.frame, digest=parent.digest, seed=0)  # the champion's own split
+    held_out = frozen_evaluation(parent)
+    split = split_around(parent.frame, held_out, digest=parent.digest, seed=0)  # the champion's own split
     sides = dict(zip(child.frame["text"], child.frame[SPLIT_COLUMN], strict=True))
+    assert {sides[t] for t in parent.frame["text"].iloc[held_out.rows]} == {"evaluation"}
+    assert frozen_evaluation(child).identity == held_out.identity
     assert {sides[t] for t in parent.frame["text"].iloc[split.validation]} == {"validation"}
     assert {sides[t] for t in parent.frame["text"].iloc[split.train]} == {"train"}
     added = child.frame[child.frame[ORIGIN_COLUMN] == "feedback"]
@@ -246,11 +254,11 @@ def test_a_tenant_flooding_contradicting_labels_is_rejected_and_capped_and_repor
     assert report["guard"]["flipped_rows"] == 0
     mallory = next(t for t in report["tenants"] if t["tenant"] == "mallory")
     assert mallory["verdicts"] == 132
-    # 62 flood rows relabel what the champion routed automatically, unasked: the model is the other side
-    assert rejected["overrides_model"] == {"groups": 62, "verdicts": 62}
-    # the 58 left are under the share cap against 59 honest rows (a <= 0.5 * (59 + a)), so none is dropped
-    assert (mallory["accepted"], mallory["share"], mallory["dropped_by_cap"]) == (58, 0.4957, 0)
-    assert "tenant_cap" not in rejected
+    # 55 flood rows relabel what the champion routed automatically, unasked: the model is the other side
+    assert rejected["overrides_model"] == {"groups": 55, "verdicts": 55}
+    # 65 are left, over the share cap against 59 honest rows (a <= 0.5 * (59 + a) keeps 59): 6 are dropped
+    assert (mallory["accepted"], mallory["share"], mallory["dropped_by_cap"]) == (59, 0.5, 6)
+    assert rejected["tenant_cap"] == {"groups": 6, "verdicts": 6}
     balance = {row["label"]: row for row in report["class_balance"]["labels"]}
     assert balance[target]["shift_pp"] > 15  # what is left of the flood still shows, and is called out
     assert report["warnings"] == [
@@ -259,8 +267,8 @@ def test_a_tenant_flooding_contradicting_labels_is_rejected_and_capped_and_repor
     ]
     markdown = (report_dir / "feedback_report.md").read_text()
     assert "| contradicts_snapshot | 12 | 12 |" in markdown
-    assert "| mallory | 132 | 58 | 49.6% | 0 |" in markdown
-    assert "| overrides_model | 62 | 62 |" in markdown
+    assert "| mallory | 132 | 59 | 50.0% | 6 |" in markdown
+    assert "| overrides_model | 55 | 55 |" in markdown
     assert f"- **warning**: {target} moves from 16.7%" in markdown
     assert build_registry(loop.settings).versions(MODEL) == before  # a dry run writes nothing
     assert len(SnapshotStore(loop.settings.snapshot_dir).all()) == snapshots

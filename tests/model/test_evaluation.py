@@ -17,7 +17,7 @@ from deskpilot.evaluation.gate import decide
 from deskpilot.evaluation.model_card import render_model_card
 from deskpilot.evaluation.policy import load_policy
 from deskpilot.models.artifact import TriageModel
-from deskpilot.training.pipeline import validation_data
+from deskpilot.training.pipeline import evaluation_data
 from deskpilot.training.run import TrainingConfig, TrainingResult, train_on_snapshot
 from tests.helpers import NoRedaction, bundled_subset
 
@@ -45,7 +45,7 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> tuple[Snapshot, TrainingRe
 @pytest.fixture(scope="module")
 def evaluated(full: tuple[Snapshot, TrainingResult]) -> tuple[EvaluationData, Evaluation]:
     snapshot, result = full
-    data = validation_data(snapshot, result)
+    data = evaluation_data(snapshot, result.split.evaluation)
     return data, evaluate(result.model, data, suite=GENERATED, options=OPTIONS)
 
 
@@ -114,7 +114,7 @@ def test_worse_challenger_fails_and_a_retrain_passes(
     same = decide(evaluate(retrain.model, data, suite=GENERATED, options=OPTIONS), champion, policy)
     assert same.passed, same.table()
     assert all(r.measured == 0.0 for r in same.rules if r.kind == "relative")
-    # a model that saw only 8 examples per label, scored on the champion's validation rows
+    # a model that saw only 8 examples per label, scored on the champion's frozen evaluation rows
     small = train_on_snapshot(snapshot_of(64, tmp_path, "small"), TrainingConfig(family="tfidf"))
     weak = evaluate(small.model, data, suite=GENERATED, options=OPTIONS)
     worse = decide(weak, champion, policy)
@@ -141,7 +141,7 @@ def test_model_card_has_every_section(
         "## Intended use",
         "## Data",
         "## Training",
-        "## Validation metrics",
+        "## Evaluation metrics",
         "## Routing threshold",
         "## Known weak intents and slices",
         "## Behavioral tests",
@@ -159,5 +159,5 @@ def test_a_model_with_no_threshold_routes_nothing(full: tuple[Snapshot, Training
     never = TriageModel(
         result.model.classifier, type(manifest)(**{**manifest.__dict__, "routing": {"threshold": None}})
     )
-    evaluation = evaluate(never, validation_data(snapshot, result), options=OPTIONS)
+    evaluation = evaluate(never, evaluation_data(snapshot, result.split.evaluation), options=OPTIONS)
     assert evaluation.headline["auto_coverage"].value == 0.0

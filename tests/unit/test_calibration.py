@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deskpilot.models.calibration import apply_temperature, fit_temperature, negative_log_likelihood
+from deskpilot.models.calibration import (
+    MIN_TEMPERATURE,
+    apply_temperature,
+    fit_temperature,
+    negative_log_likelihood,
+)
 
 
 def test_recovers_the_temperature_of_synthetic_data() -> None:
@@ -34,3 +39,16 @@ def test_nll_by_hand() -> None:
 def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="do not line up"):
         fit_temperature(np.zeros((3, 2)), np.zeros(2, dtype=int))
+
+
+def test_a_validation_set_without_errors_does_not_drive_confidence_to_one() -> None:
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, 6, size=30)
+    logits = rng.normal(size=(30, 6)) * 0.3
+    logits[np.arange(30), targets] += 1.5  # every row right, with the modest margins of a small model
+    fitted = fit_temperature(logits, targets)
+    assert fitted > 3 * MIN_TEMPERATURE, "no errors in 30 rows is no evidence for sharpening to the bound"
+    assert apply_temperature(logits, fitted).max(axis=1).min() < 0.99
+    # the prior weighs one row: the same evidence forty times over sharpens further, towards the bound
+    many = np.repeat(logits, 40, axis=0)
+    assert fit_temperature(many, np.repeat(targets, 40)) < fitted

@@ -1,6 +1,6 @@
-"""The loop's snapshot and split: old rows keep the champion's side, new rows get a seeded split of their own,
-flips relabel in place, the split is stored and read back, and training on it records that the comparison
-rows are unseen by both models."""
+"""The loop's snapshot and split: the frozen evaluation split is kept, old rows keep the champion's side, new
+rows get a seeded split of their own, flips relabel in place, the split is stored and read back, and training
+on it records that the comparison rows are unseen by both models."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from deskpilot.data.contracts import DataContract, validate_table
 from deskpilot.data.io import read_table
 from deskpilot.data.snapshots import METADATA_FILE, Snapshot, SnapshotStore
-from deskpilot.data.splits import Split, split_frame
+from deskpilot.data.splits import EVALUATION, Split, frozen_evaluation, split_around, split_frame
 from deskpilot.data.text import normalize_texts
 from deskpilot.errors import TrainingError
 from deskpilot.registry.memory import InMemoryRegistry
@@ -60,9 +60,10 @@ def derived(parent: tuple[SnapshotStore, Snapshot], seed: int = 0) -> tuple[Snap
     old = snap.frame["text"].iloc[0]
     changes = [change(f"brand new message {i}", labels[i % 4]) for i in range(20)]
     changes.append(change(old.upper(), labels[1], previous=(snap.frame["label"].iloc[0],)))
-    split = split_frame(snap.frame, digest=snap.digest, seed=seed)
-    frame = derive_frame(snap, split, changes, seed=seed, validation_fraction=0.2)
-    lineage = {"kind": "feedback", "parent_digest": snap.digest}
+    held_out = frozen_evaluation(snap)
+    split = split_around(snap.frame, held_out, digest=snap.digest, seed=seed)
+    frame = derive_frame(snap, split, changes, seed=seed, validation_fraction=0.2, evaluation=held_out)
+    lineage = {"kind": "feedback", "parent_digest": snap.digest, "evaluation": held_out.record()}
     child = store.derive(snap, frame, source="feedback:test", redactions={}, lineage=lineage)
     return child, split, changes
 
@@ -76,6 +77,8 @@ def test_old_rows_keep_their_side_flips_relabel_in_place_and_new_rows_split_by_l
     side = dict(zip(frame["text"], frame[SPLIT_COLUMN], strict=True))
     assert {side[t] for t in snap.frame["text"].iloc[split.validation]} == {"validation"}
     assert {side[t] for t in snap.frame["text"].iloc[split.train]} == {"train"}
+    assert {side[t] for t in snap.frame["text"].iloc[split.evaluation]} == {EVALUATION}
+    assert frozen_evaluation(child).identity == frozen_evaluation(snap).identity  # kept as the lineage grows
     flipped = frame[frame[ORIGIN_COLUMN] == FLIPPED]
     assert flipped["label"].tolist() == [changes[-1].label]
     assert flipped["text"].tolist() == [snap.frame["text"].iloc[0]]  # the snapshot's own text, relabelled
@@ -92,7 +95,11 @@ def test_a_derived_snapshot_records_its_lineage_and_others_read_as_before(
     store, snap = parent
     child, _, _ = derived(parent)
     again = store.get(child.digest)
-    assert again.metadata.lineage == {"kind": "feedback", "parent_digest": snap.digest}
+    assert again.metadata.lineage == {
+        "kind": "feedback",
+        "parent_digest": snap.digest,
+        "evaluation": frozen_evaluation(snap).record(),
+    }
     assert again.metadata.source_format == "derived"
     assert again.metadata.source_sha256 == snap.digest
     assert again.metadata.rows == len(snap.frame) + 20
@@ -109,8 +116,13 @@ def test_the_split_is_read_back_from_the_column_a_derived_snapshot_stores(
     note = {"column": SPLIT_COLUMN}
     read = model_split(child, {"seed": 3, "validation_fraction": 0.2, "split": note})
     assert np.array_equal(read.validation, stored.validation)
-    computed = model_split(snap, {"seed": 3, "validation_fraction": 0.2})
-    assert np.array_equal(computed.validation, split_frame(snap.frame, digest=snap.digest, seed=3).validation)
+    assert np.array_equal(read.evaluation, frozen_evaluation(child).rows)
+    record = frozen_evaluation(snap).record()
+    computed = model_split(snap, {"seed": 3, "validation_fraction": 0.2, "evaluation_split": record})
+    expected = split_around(snap.frame, frozen_evaluation(snap), digest=snap.digest, seed=3)
+    assert np.array_equal(computed.validation, expected.validation)
+    legacy = model_split(snap, {"seed": 3, "validation_fraction": 0.2})  # a model from before frozen splits
+    assert np.array_equal(legacy.validation, split_frame(snap.frame, digest=snap.digest, seed=3).validation)
 
 
 def test_training_on_a_preset_split_uses_it_and_records_its_note(
@@ -131,12 +143,16 @@ def test_a_preset_split_that_does_not_fit_the_snapshot_is_refused(
     parent: tuple[SnapshotStore, Snapshot],
 ) -> None:
     _, snap = parent
-    good = split_frame(snap.frame, digest=snap.digest, seed=0)
+    good = split_around(snap.frame, frozen_evaluation(snap), digest=snap.digest, seed=0)
+    held_out = good.evaluation
+    everything_else = np.setdiff1d(np.arange(len(snap.frame)), held_out)
+    legacy = split_frame(snap.frame, digest=snap.digest, seed=0)  # trains on evaluation rows: refused
     wrong = [
-        (Split("0" * 64, 0, 0.2, good.train, good.validation), "is of snapshot 000000000000"),
-        (Split(snap.digest, 0, 0.2, good.train, good.train[:3]), "on exactly one side"),
-        (Split(snap.digest, 0, 0.2, good.train[1:], good.validation), "on exactly one side"),
-        (Split(snap.digest, 0, 0.2, np.arange(len(snap.frame)), good.train[:0]), "on both sides"),
+        (Split("0" * 64, 0, 0.2, good.train, good.validation, held_out), "is of snapshot 000000000000"),
+        (Split(snap.digest, 0, 0.2, good.train, good.train[:3], held_out), "on exactly one side"),
+        (Split(snap.digest, 0, 0.2, good.train[1:], good.validation, held_out), "on exactly one side"),
+        (Split(snap.digest, 0, 0.2, everything_else, good.train[:0], held_out), "on both sides"),
+        (Split(snap.digest, 0, 0.2, legacy.train, legacy.validation), "frozen evaluation split"),
     ]
     for split, message in wrong:
         with pytest.raises(TrainingError, match=message):
@@ -157,8 +173,11 @@ def test_the_gate_records_when_the_comparison_rows_are_unseen_by_both_models(
     )
     assert loop.decision.champion is not None
     assert loop.decision.champion["comparison_unseen_by_both"] is True
-    assert loop.decision.champion["same_split_as_challenger"] is False
+    assert loop.decision.champion["same_evaluation_split"] is True
+    assert loop.decision.rows is not None
+    assert loop.decision.rows.left_out == 0
     assert loop.champion_evaluation is not None
     other = train_and_register(snap, TrainingConfig(family="tfidf", seed=5), registry, name="m")
     assert other.decision.champion is not None
-    assert other.decision.champion["comparison_unseen_by_both"] is False
+    assert other.decision.champion["comparison_unseen_by_both"] is True  # another seed, the same frozen split
+    assert other.decision.champion["same_evaluation_split"] is True

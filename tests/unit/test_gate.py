@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deskpilot.evaluation.evaluate import RowOutcomes
-from deskpilot.evaluation.gate import decide
+from deskpilot.evaluation.gate import ComparedRows, decide
 from deskpilot.evaluation.policy import parse_policy
 
 
@@ -113,3 +113,39 @@ def test_champion_must_be_evaluated_on_the_same_rows() -> None:
     challenger = fake_evaluation(np.ones(12, bool), {}, "models:/m/2")
     with pytest.raises(ValueError, match="same rows"):
         decide(challenger, champion, parse_policy("relative:\n  accuracy: {}\n", source="p"))
+
+
+def test_a_forced_comparison_reports_its_leakage_in_the_reason_and_the_record() -> None:
+    correct = np.random.default_rng(1).random(400) < 0.9
+    champion = fake_evaluation(correct, {}, "models:/m/1")
+    challenger = fake_evaluation(correct.copy(), {}, "models:/m/2")
+    policy = parse_policy("relative:\n  accuracy: {}\n", source="p")
+    forced = ComparedRows(400, 400, champion_seen=310, challenger_seen=0, forced=True, source="f.csv")
+    decision = decide(challenger, champion, policy, rows=forced)
+    assert decision.passed
+    assert decision.reason() == (
+        "every rule holds (forced comparison, leakage: the champion trained on 310 of the 400 compared rows)"
+    )
+    recorded = decision.to_dict()["rows"]
+    assert (recorded["left_out"], recorded["champion_seen"], recorded["forced"]) == (0, 310, True)
+    assert "leakage" in recorded["leakage"]
+    clean = ComparedRows(1000, 400, champion_seen=600, challenger_seen=0, source="f.csv")
+    assert decide(challenger, champion, policy, rows=clean).reason() == "every rule holds"
+    assert clean.describe() == (
+        "400 of 1,000 rows (f.csv); 600 left out because a model trained on them (the champion on 600)"
+    )
+    unknown = ComparedRows(400, 400, champion_seen=None, challenger_seen=0)
+    assert (
+        "which rows the champion trained on is unknown"
+        in decide(challenger, champion, policy, rows=unknown).reason()
+    )
+
+
+def test_a_champion_that_trained_on_every_offered_row_fails_the_relative_rules() -> None:
+    challenger = fake_evaluation(np.ones(100, bool), {"accuracy": 0.95}, "models:/m/2")
+    policy = parse_policy("relative:\n  accuracy: {}\n", source="p")
+    rows = ComparedRows(100, 0, champion_seen=100, challenger_seen=0)
+    decision = decide(challenger, None, policy, rows=rows, unmatched_champion={"uri": "models:/m/1"})
+    assert not decision.passed
+    assert decision.champion == {"uri": "models:/m/1"}
+    assert "no rows that neither model trained on" in decision.rules[0].detail

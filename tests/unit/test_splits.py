@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deskpilot.data.splits import find_leakage, split_frame
+from deskpilot.data.splits import (
+    carve_evaluation,
+    find_leakage,
+    keys_identity,
+    split_around,
+    split_frame,
+    text_keys,
+)
 from deskpilot.errors import UsageError
 
 DIGEST = "ab" * 32
@@ -81,3 +88,41 @@ def test_leakage_check_reports_overlap_of_a_naive_split() -> None:
 def test_fraction_out_of_range_is_a_usage_error(fraction: float) -> None:
     with pytest.raises(UsageError, match="between 0 and 1"):
         split_frame(frame(), digest=DIGEST, seed=0, validation_fraction=fraction)
+
+
+def test_the_evaluation_split_is_chosen_by_text_alone_and_stratified() -> None:
+    data = frame(n_labels=4, per_label=50)
+    held_out = carve_evaluation(data, root=DIGEST, fraction=0.1)
+    assert data["label"].iloc[held_out.rows].value_counts().to_dict() == {f"l{i}": 5 for i in range(4)}
+    shuffled = data.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    again = carve_evaluation(shuffled, root="cd" * 32, fraction=0.1)  # another order, another digest
+    assert again.identity == held_out.identity
+    assert set(shuffled["text"].iloc[again.rows]) == set(data["text"].iloc[held_out.rows])
+    # the seed moves the train/validation split, never the evaluation rows
+    for seed in (1, 2):
+        split = split_around(data, held_out, digest=DIGEST, seed=seed)
+        assert np.array_equal(split.evaluation, held_out.rows)
+        sides = np.concatenate([split.train, split.validation, split.evaluation])
+        assert np.array_equal(np.sort(sides), np.arange(len(data)))
+        assert np.intersect1d(split.train, held_out.rows).size == 0
+    first, second = (split_around(data, held_out, digest=DIGEST, seed=s) for s in (1, 2))
+    assert not np.array_equal(first.validation, second.validation)
+
+
+def test_duplicates_written_differently_share_a_row_id_and_a_side() -> None:
+    keys = text_keys(pd.Series(["Where is my card?", "WHERE  is my card", "where is my cards"]))
+    assert keys[0] == keys[1] != keys[2]
+    data = frame(n_labels=2, per_label=30)
+    target = data["text"].iloc[carve_evaluation(data, root=DIGEST).rows[0]]
+    variants = pd.DataFrame({"text": [target.upper() + "!!", f"  {target}  ?"], "label": ["l0", "l0"]})
+    grown = pd.concat([data, variants], ignore_index=True)
+    held = grown["text"].iloc[carve_evaluation(grown, root=DIGEST).rows].tolist()
+    assert {target, target.upper() + "!!", f"  {target}  ?"} <= set(held)
+
+
+def test_a_label_keeps_two_distinct_messages_out_of_evaluation() -> None:
+    data = pd.DataFrame({"text": ["a one", "a two", "b one", "b two", "b three"], "label": list("aabbb")})
+    held_out = carve_evaluation(data, root=DIGEST, fraction=0.5)
+    assert data["label"].iloc[held_out.rows].tolist() == ["b"]
+    assert held_out.record()["rows"] == 1
+    assert held_out.identity == keys_identity(held_out.keys)

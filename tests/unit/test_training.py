@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deskpilot.data.contracts import DataContract, validate_table
 from deskpilot.data.io import read_table
 from deskpilot.data.snapshots import Snapshot, SnapshotStore
+from deskpilot.data.splits import frozen_evaluation
 from deskpilot.domain import ModelRef
 from deskpilot.errors import TrainingError
 from deskpilot.registry.base import CHALLENGER, CHAMPION
@@ -43,7 +45,13 @@ def test_run_records_lineage_and_routing(snapshot: Snapshot) -> None:
     manifest = result.model.manifest
     assert manifest.lineage["dataset_digest"] == snapshot.digest
     assert manifest.lineage["params"]["c"] == 4.0
-    assert manifest.lineage["train_rows"] + manifest.lineage["validation_rows"] == 180
+    sides = ("train_rows", "validation_rows", "evaluation_rows")
+    assert sum(manifest.lineage[side] for side in sides) == 180
+    held_out = frozen_evaluation(snapshot)
+    assert manifest.lineage["evaluation_split"] == held_out.record()
+    assert manifest.lineage["evaluation_rows"] == held_out.rows.size == 18  # 10% of each label's 30
+    assert np.array_equal(result.split.evaluation, held_out.rows)
+    assert np.intersect1d(held_out.rows, np.union1d(result.split.train, result.split.validation)).size == 0
     assert manifest.routing["target_precision"] == 0.97
     assert 0.0 <= result.metrics["auto_coverage"] <= 1.0
     assert result.metrics["accuracy"] > 0.8

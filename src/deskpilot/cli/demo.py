@@ -168,7 +168,8 @@ class _Printer:
     def snapshotted(self, snapshot: Snapshot, split: dict[str, Any]) -> None:
         typer.echo(f"  snapshot {snapshot.digest[:12]} at {snapshot.path}")
         typer.echo(
-            f"  {split['train_rows']:,} train / {split['validation_rows']:,} validation rows, "
+            f"  {split['train_rows']:,} train / {split['validation_rows']:,} validation / "
+            f"{split['evaluation_rows']:,} frozen evaluation rows, "
             f"{split['validation_labels']} labels; texts shared between splits: "
             f"{split['leakage']['overlapping_texts']}"
         )

@@ -74,14 +74,30 @@ def gate_command(
         typer.Option("--record/--no-record", help="Store the decision with the version in the registry."),
     ] = True,
     pii_pattern: PiiPatternOpt = None,
+    include_seen_rows: Annotated[
+        bool,
+        typer.Option(
+            "--include-seen-rows",
+            help="Compare on every row, even those a model trained on (the leakage is reported). By default "
+            "rows either model trained or was tuned on are left out and counted.",
+        ),
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Apply the gate policy to a registered model on DATA against the champion; exit 0 pass, 1 fail."""
+    """Apply the gate policy to a registered model on DATA against the champion, on the rows neither trained
+    on; exit 0 pass, 1 fail."""
     settings = state(ctx).settings
     with reported_errors(as_json=json_output):
         rows = LabelledData(data, text_column, label_column, pii_pattern, suite)
         outcome = gate_model(
-            settings, model_uri, rows, policy_file=policy, seed=seed, record=record, report_dir=report
+            settings,
+            model_uri,
+            rows,
+            policy_file=policy,
+            seed=seed,
+            record=record,
+            report_dir=report,
+            include_seen=include_seen_rows,
         )
     if outcome.audit is not None:
         say_audited([outcome.audit])
@@ -99,6 +115,10 @@ def _render(decision: GateDecision, uri: str) -> str:
     lines = [
         f"gate {decision.outcome.upper()}: {uri} vs {against} "
         f"(policy {decision.policy}; {decision.compared_rows:,} paired rows)",
+    ]
+    if decision.rows is not None:
+        lines.append(f"rows: {decision.rows.describe()}")
+    lines += [
         "",
         decision.table(),
         "",

@@ -119,8 +119,8 @@ def show(
     leakage = summary["leakage"]
     typer.echo(
         f"  split     seed {seed}: {summary['train_rows']:,} train / "
-        f"{summary['validation_rows']:,} validation "
-        f"({summary['validation_labels']} labels); leakage: "
+        f"{summary['validation_rows']:,} validation ({summary['validation_labels']} labels) / "
+        f"{summary['evaluation_rows']:,} frozen evaluation; leakage: "
         + ("none" if leakage["clean"] else f"{leakage['overlapping_texts']} shared texts")
     )
 

@@ -3,9 +3,8 @@ register → audit, all in :func:`deskpilot.workflows.training.train`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -16,28 +15,14 @@ from deskpilot.cli.common import (
     SuiteOpt,
     TextColumnOpt,
     emit_json,
+    parse_params,
     reported_errors,
     say_audited,
     state,
 )
-from deskpilot.errors import UsageError
 from deskpilot.models.families import FAMILIES
 from deskpilot.workflows.training import TrainRequest
 from deskpilot.workflows.training import train as train_model
-
-
-def parse_params(pairs: list[str] | None) -> dict[str, Any]:
-    """``key=value`` overrides; values are read as JSON when they parse (numbers, lists), else as text."""
-    params: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--param {pair!r}: expected KEY=VALUE")
-        try:
-            params[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key.strip()] = raw
-    return params
 
 
 def train(
@@ -49,7 +34,13 @@ def train(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split and of every random step.")] = 0,
     name: Annotated[str | None, typer.Option("--name", help="Registered model name.")] = None,
     validation_fraction: Annotated[
-        float, typer.Option("--validation-fraction", min=0.01, max=0.99, help="Share of each label held out.")
+        float,
+        typer.Option(
+            "--validation-fraction",
+            min=0.01,
+            max=0.99,
+            help="Share of each label held out for validation, of the rows outside the evaluation split.",
+        ),
     ] = 0.2,
     target_precision: Annotated[
         float | None, typer.Option("--target-precision", min=0.01, max=1.0, help="Precision of auto routes.")
@@ -65,6 +56,13 @@ def train(
     drop_invalid: Annotated[
         bool, typer.Option("--drop-invalid", help="Train on the valid rows only.")
     ] = False,
+    exclude_flagged: Annotated[
+        Path | None,
+        typer.Option(
+            "--exclude-flagged",
+            help="A label audit's JSON (deskpilot data audit-labels): its flagged rows are not trained on.",
+        ),
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Train a model family on DATA, register it, and print its URI (models:/NAME/VERSION)."""
@@ -89,6 +87,7 @@ def train(
             suite_file=suite,
             pii_patterns=pii_pattern,
             drop_invalid=drop_invalid,
+            exclude_flagged=exclude_flagged,
         )
         outcome = train_model(settings, request, progress=say)
     say_audited(outcome.audit)
@@ -105,6 +104,7 @@ def train(
                 "family": model,
                 "dataset_digest": snapshot.digest,
                 "metrics": metrics,
+                "evaluation": {name: interval.value for name, interval in run.evaluation.headline.items()},
                 "routing": routing,
             }
         )
@@ -117,6 +117,14 @@ def train(
         f"ECE {metrics['ece']:.4f}, auto {metrics['auto_coverage']:.1%} at ≥{config.target_precision:.0%} "
         f"precision (threshold {threshold}); fit {run.result.fit_seconds:.1f}s"
     )
+    held_out = run.evaluation.headline
+    say(
+        f"frozen evaluation split ({run.evaluation.data['rows']:,} rows never trained on): accuracy "
+        f"{held_out['accuracy'].value:.4f}, macro-F1 {held_out['macro_f1'].value:.4f}, "
+        f"ECE {held_out['ece'].value:.4f}, auto {held_out['auto_coverage'].value:.1%}"
+    )
+    if run.decision.rows is not None:
+        say(f"compared with the champion on {run.decision.rows.describe()}")
     typer.echo(run.decision.table(), err=True)
     if run.alias is None:
         say(f"gate FAILED: {run.decision.reason()}; registered without an alias")

@@ -10,6 +10,10 @@ Rule semantics, recorded in docs/adr/0005:
 * improvement (``require_improvement``): the primary metric must be significantly better (bootstrap, and
   McNemar for accuracy).
 * no champion: relative and improvement rules take the policy's ``on_missing_champion`` outcome.
+* which rows (ADR 0019): the caller evaluates both models on rows neither trained on and says so in a
+  :class:`ComparedRows` (how many were offered, left out, and trained on by each model); when a comparison is
+  forced onto rows a model trained on, the decision's reason reports that leakage. A champion that shares no
+  such row with the challenger fails the relative rules: nothing fair is left to compare on.
 """
 
 from __future__ import annotations
@@ -46,6 +50,63 @@ class RuleOutcome:
 
 
 @dataclass(frozen=True)
+class ComparedRows:
+    """The rows behind the relative rules: of ``offered`` rows, ``compared`` were used; ``*_seen`` count the
+    offered rows each model trained or was tuned on (None: unknown here). Unless ``forced``, a row either
+    model saw is left out; forced, it is kept and reported as leakage."""
+
+    offered: int
+    compared: int
+    champion_seen: int | None
+    challenger_seen: int | None
+    forced: bool = False
+    source: str = ""
+    notes: tuple[str, ...] = ()
+
+    @property
+    def left_out(self) -> int:
+        return self.offered - self.compared
+
+    def leaked(self, seen: int | None) -> int | None:
+        """Of the compared rows, how many a model with ``seen`` offered rows it saw trained on."""
+        if seen is None:
+            return None
+        return seen if self.forced else 0
+
+    @property
+    def leakage(self) -> str:
+        """What the comparison is tainted by, in words; empty when the compared rows are unseen by both."""
+        parts = []
+        for who, seen in (("the champion", self.champion_seen), ("the challenger", self.challenger_seen)):
+            leaked = self.leaked(seen)
+            if leaked is None:
+                parts.append(f"which rows {who} trained on is unknown")
+            elif leaked:
+                parts.append(f"{who} trained on {leaked:,} of the {self.compared:,} compared rows")
+        if not parts:
+            return ""
+        return ("forced comparison, leakage: " if self.forced else "") + "; ".join(parts)
+
+    @property
+    def unseen_by_both(self) -> bool:
+        return not self.leakage
+
+    def describe(self) -> str:
+        """One line for the CLI and the model card."""
+        text = f"{self.compared:,} of {self.offered:,} rows" + (f" ({self.source})" if self.source else "")
+        if not self.forced and self.left_out:
+            who = [
+                f"the {name} on {seen:,}"
+                for name, seen in (("champion", self.champion_seen), ("challenger", self.challenger_seen))
+                if seen
+            ]
+            text += f"; {self.left_out:,} left out because a model trained on them ({', '.join(who)})"
+        if self.leakage:
+            text += f"; {self.leakage}"
+        return text + "".join(f"; {note}" for note in self.notes)
+
+
+@dataclass(frozen=True)
 class GateDecision:
     passed: bool
     challenger: dict[str, Any]
@@ -53,6 +114,7 @@ class GateDecision:
     policy: str
     rules: list[RuleOutcome]
     compared_rows: int = 0
+    rows: ComparedRows | None = None  # which rows the relative rules read, and any leakage into them
     decided_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -65,8 +127,12 @@ class GateDecision:
 
     def reason(self) -> str:
         if self.passed:
-            return "every rule holds"
-        return "; ".join(f"{r.kind} {r.metric}: {r.detail or r.limit}" for r in self.failures)
+            text = "every rule holds"
+        else:
+            text = "; ".join(f"{r.kind} {r.metric}: {r.detail or r.limit}" for r in self.failures)
+        if self.champion is not None and self.rows is not None and self.rows.leakage:
+            text += f" ({self.rows.leakage})"
+        return text
 
     def tags(self) -> dict[str, str]:
         """The registry tags that record this decision on the version it judged."""
@@ -79,6 +145,8 @@ class GateDecision:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        if self.rows is not None:
+            out["rows"].update(left_out=self.rows.left_out, leakage=self.rows.leakage)
         out["outcome"] = self.outcome
         out["reason"] = self.reason()
         return dict(json_safe(out))
@@ -99,12 +167,32 @@ class GateDecision:
 
 
 def decide(
-    challenger: Evaluation, champion: Evaluation | None, policy: Policy, *, seed: int = 0
+    challenger: Evaluation,
+    champion: Evaluation | None,
+    policy: Policy,
+    *,
+    seed: int = 0,
+    rows: ComparedRows | None = None,
+    unmatched_champion: dict[str, Any] | None = None,
 ) -> GateDecision:
+    """Apply ``policy``. ``rows`` says which rows the two evaluations cover; ``unmatched_champion`` names a
+    champion that could not be compared because it trained on every row offered (its relative rules fail)."""
     rules = [_absolute(challenger, limit, higher_is_better=True) for limit in policy.floors]
     rules += [_absolute(challenger, limit, higher_is_better=False) for limit in policy.ceilings]
     compared = 0
-    if champion is None:
+    champion_info = dict(champion.model) if champion is not None else unmatched_champion
+    if champion is None and unmatched_champion is not None:
+        detail = (
+            "no rows that neither model trained on: the champion trained on every row offered; gate on "
+            "held-out data (`deskpilot gate --data FILE`)"
+        )
+        rules += [
+            RuleOutcome("relative", r.metric, None, f"drop ≤ {r.max_drop:g}", FAIL, detail, r.line)
+            for r in policy.relative
+        ]
+        if policy.require_improvement:
+            rules.append(RuleOutcome("improvement", policy.primary_metric, None, "better", FAIL, detail))
+    elif champion is None:
         status = PASS if policy.on_missing_champion == PASS else FAIL
         detail = f"no champion; the policy says {policy.on_missing_champion}"
         rules += [
@@ -122,10 +210,11 @@ def decide(
     return GateDecision(
         passed=not any(rule.failed for rule in rules),
         challenger=dict(challenger.model),
-        champion=dict(champion.model) if champion is not None else None,
+        champion=champion_info,
         policy=policy.source,
         rules=rules,
         compared_rows=compared,
+        rows=rows,
     )
 
 

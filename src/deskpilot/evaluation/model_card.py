@@ -1,6 +1,7 @@
 """The model card: what a registered version is for, what it was trained on, how good it is, where it fails.
 
-Generated for every registered version from its lineage, its validation evaluation and its gate decision,
+Generated for every registered version from its lineage, its evaluation on its lineage's frozen evaluation
+split (ADR 0019) and its gate decision,
 and stored with the version, so a reviewer never has to reconstruct any of it from run logs.
 """
 
@@ -59,7 +60,8 @@ def _data(lineage: Mapping[str, Any], label_counts: Mapping[str, int]) -> list[s
         f"- Snapshot digest: `{lineage.get('dataset_digest', 'unknown')}`",
         f"- Source file: `{lineage.get('source_file', 'unknown')}`",
         f"- Rows: {sum(values):,} in {len(values)} labels; split seed {lineage.get('seed')}: "
-        f"{lineage.get('train_rows', '?'):,} training, {lineage.get('validation_rows', '?'):,} validation "
+        f"{lineage.get('train_rows', '?'):,} training, {lineage.get('validation_rows', '?'):,} validation, "
+        f"{lineage.get('evaluation_rows', 0):,} in the lineage's frozen evaluation split "
         "(stratified, near-duplicates kept on one side)",
     ]
     if values:
@@ -87,9 +89,10 @@ def _training(model: Mapping[str, Any], lineage: Mapping[str, Any]) -> list[str]
 def _metrics(evaluation: Evaluation) -> list[str]:
     level = evaluation.data.get("interval_level", 0.95)
     out = [
-        "## Validation metrics",
+        "## Evaluation metrics",
         "",
-        f"{evaluation.data['scored_rows']:,} validation messages; {level:.0%} bootstrap intervals "
+        f"{evaluation.data['scored_rows']:,} messages of the frozen evaluation split, which no version of "
+        f"this lineage trains on; {level:.0%} bootstrap intervals "
         f"({evaluation.data['bootstrap']} resamples).",
         "",
         "| metric | value | interval |",
@@ -178,10 +181,10 @@ def _limitations(evaluation: Evaluation) -> list[str]:
         "- It knows only the intents it was trained on. A message about anything else still gets one of "
         "them, usually with low confidence, which the threshold sends to a person; it is not an "
         "out-of-scope detector.",
-        "- Metrics come from a validation split of the same snapshot: they describe data like the training "
+        "- Metrics come from a held-out split of the same data: they describe data like the training "
         "data. Watch drift and feedback accuracy in production.",
         "- Confidence is calibrated on validation; calibration can degrade when the traffic mix changes.",
-        f"- Validation rows with labels it never saw: {unseen['rows']}.",
+        f"- Evaluation rows with labels it never saw: {unseen['rows']}.",
         "",
     ]
 
@@ -196,6 +199,7 @@ def _gate(decision: GateDecision | None) -> list[str]:
         f"**{decision.outcome.upper()}** against {champion} with policy `{decision.policy}` "
         f"({decision.decided_at}); {decision.reason()}.",
         "",
+        *([f"Compared on {decision.rows.describe()}.", ""] if decision.rows is not None else []),
         decision.table(),
         "",
     ]

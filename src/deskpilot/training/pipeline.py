@@ -1,10 +1,11 @@
 """Train, evaluate, gate, register: the second half of ``deskpilot train`` once the data is snapshotted.
 
-The gate compares the new version with the current champion on the new version's validation split. When the
-champion was trained on another snapshot or split, some of those rows may be in its training data; that can
-only flatter the champion, so the comparison errs on the side of keeping it (recorded in the decision). A
-version trained on a split that keeps the champion's sides (the feedback loop's, see ADR 0014) is compared on
-rows neither model trained on, and the decision says so (``comparison_unseen_by_both``).
+The new version is evaluated on its lineage's frozen evaluation split (ADR 0019), which it never trained or
+tuned on, and the gate compares it with the current champion on those rows less any the champion trained on:
+none when the champion shares the lineage's split (any seed, any growth of the lineage by feedback); the
+overlap is left out, and counted, when the champion came from other data. Which rows the champion trained on
+is rebuilt from its lineage and its snapshot; when its snapshot is not here that is unknown, the rows are
+compared anyway, and the decision says so.
 Aliases follow the outcome: a first version that passes becomes ``champion``; a later one that passes becomes
 ``challenger`` (promotion goes through rollout); a version that fails gets no alias.
 """
@@ -12,15 +13,19 @@ Aliases follow the outcome: a first version that passes becomes ``champion``; a 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from deskpilot import tags
 from deskpilot.data.snapshots import LABEL, TEXT, Snapshot
+from deskpilot.data.splits import text_keys
 from deskpilot.domain import ModelRef
 from deskpilot.evaluation.behavioral import BehavioralSuite
 from deskpilot.evaluation.evaluate import Evaluation, EvaluationData, EvaluationOptions, evaluate
-from deskpilot.evaluation.gate import GateDecision, decide
+from deskpilot.evaluation.gate import ComparedRows, GateDecision, decide
 from deskpilot.evaluation.model_card import render_model_card
 from deskpilot.evaluation.policy import Policy, load_policy
 from deskpilot.evaluation.report import render_html, render_markdown
@@ -39,6 +44,7 @@ from deskpilot.registry.base import (
 )
 from deskpilot.training.lineage import environment_tags
 from deskpilot.training.run import Progress, TrainingConfig, TrainingResult, train_on_snapshot
+from deskpilot.training.seen import SnapshotLookup, evaluation_identity, seen_by
 
 
 @dataclass(frozen=True)
@@ -55,19 +61,60 @@ class RegisteredRun:
         return self.alias == CHAMPION
 
 
-def validation_data(snapshot: Snapshot, result: TrainingResult) -> EvaluationData:
-    """The rows the model was calibrated and measured on, with the snapshot's extra columns for slices."""
-    frame = snapshot.frame.iloc[result.split.validation]
-    seed = result.model.manifest.lineage["seed"]
+def evaluation_data(snapshot: Snapshot, rows: np.ndarray) -> EvaluationData:
+    """Rows of the frozen evaluation split (positions in the snapshot), with its extra columns for slices."""
+    frame = snapshot.frame.iloc[rows]
     extras = {
         column: frame[column].astype(str).tolist() for column in frame.columns if column not in (TEXT, LABEL)
     }
     return EvaluationData(
         texts=frame[TEXT].tolist(),
         labels=frame[LABEL].tolist(),
-        source=f"snapshot {snapshot.digest[:12]}, validation split (seed {seed})",
+        source=f"snapshot {snapshot.digest[:12]}, frozen evaluation split",
         extras=extras,
     )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The rows to evaluate on, and the account of them the decision keeps."""
+
+    rows: np.ndarray  # positions in the snapshot
+    compared: ComparedRows | None
+    unmatched: bool = False  # the champion trained on every offered row
+
+
+def _plan(
+    snapshot: Snapshot,
+    result: TrainingResult,
+    champion: TriageModel | None,
+    snapshots: SnapshotLookup | None,
+) -> _Plan:
+    offered = result.split.evaluation
+    if champion is None:
+        return _Plan(offered, None)
+    ours = result.model.manifest.lineage
+    theirs = champion.manifest.lineage
+    identity = evaluation_identity(ours)
+    source = f"frozen evaluation split {str(identity)[:12]}"
+    if identity is not None and evaluation_identity(theirs) == identity:
+        return _Plan(offered, ComparedRows(offered.size, offered.size, 0, 0, source=source))
+
+    def lookup(digest: str) -> Snapshot | None:
+        if digest == snapshot.digest:
+            return snapshot
+        return snapshots(digest) if snapshots is not None else None
+
+    seen = seen_by(theirs, lookup)
+    mask = seen.mask(text_keys(snapshot.frame[TEXT].iloc[offered]))
+    if mask is None:
+        note = f"the champion's training rows are unknown ({seen.why_unknown})"
+        return _Plan(offered, ComparedRows(offered.size, offered.size, None, 0, source=source, notes=(note,)))
+    kept = offered[~mask]
+    account = ComparedRows(offered.size, kept.size, int(mask.sum()), 0, source=source)
+    if kept.size == 0:
+        return _Plan(offered, account, unmatched=True)
+    return _Plan(kept, account)
 
 
 def train_and_register(
@@ -79,38 +126,50 @@ def train_and_register(
     policy: Policy | None = None,
     suite: BehavioralSuite | None = None,
     progress: Progress | None = None,
+    snapshots: SnapshotLookup | None = None,
 ) -> RegisteredRun:
-    """Train on the snapshot, gate against the champion, register the version and set its alias."""
+    """Train on the snapshot, gate against the champion, register the version and set its alias.
+    ``snapshots`` finds the champion's snapshot when it is another one (to know which rows it trained on)."""
     say = progress or (lambda _message: None)
     policy = policy or load_policy()
     result = train_on_snapshot(snapshot, config, progress=progress)
-    data = validation_data(snapshot, result)
+    champion_version = registry.alias_version(name, CHAMPION)
+    champion_ref = ModelRef(name, version=champion_version) if champion_version is not None else None
+    champion_model = registry.load(champion_ref) if champion_ref is not None else None
+    plan = _plan(snapshot, result, champion_model, snapshots)
+    data = evaluation_data(snapshot, plan.rows)
     options = EvaluationOptions(
         n_boot=policy.bootstrap, seed=config.seed, per_class_min_support=policy.per_class_min_support
     )
-    say(f"evaluate on {len(data.texts):,} validation messages")
+    say(f"evaluate on {len(data.texts):,} messages of the frozen evaluation split")
     evaluation = evaluate(
         result.model, data, model_info={"name": name, "uri": None}, suite=suite, options=options
     )
-    champion_version = registry.alias_version(name, CHAMPION)
     champion_eval = None
-    if champion_version is not None:
-        champion_ref = ModelRef(name, version=champion_version)
-        say(f"evaluate the champion {champion_ref.uri} on the same messages")
-        champion_model = registry.load(champion_ref)
-        champion_eval = evaluate(
-            champion_model,
-            data,
-            model_info={"name": name, "uri": champion_ref.uri, **_split_note(champion_model, result.model)},
-            suite=suite,
-            options=options,
-        )
-    decision = decide(evaluation, champion_eval, policy, seed=config.seed)
+    champion_info: dict[str, Any] | None = None
+    if champion_ref is not None and champion_model is not None:
+        note = _comparison_note(result.model, champion_model, plan)
+        champion_info = {"name": name, "uri": champion_ref.uri, **note}
+        if not plan.unmatched:
+            say(f"evaluate the champion {champion_ref.uri} on the same messages")
+            champion_eval = evaluate(
+                champion_model, data, model_info=champion_info, suite=suite, options=options
+            )
+    decision = decide(
+        evaluation,
+        champion_eval,
+        policy,
+        seed=config.seed,
+        rows=plan.compared,
+        unmatched_champion=champion_info if plan.unmatched else None,
+    )
     say(f"gate: {decision.outcome} ({decision.reason()})")
     say(f"register as {name}")
     environment = environment_tags()
     version = registry.register(
-        result.model, name=name, record=_run_record(snapshot, config, result, decision, environment)
+        result.model,
+        name=name,
+        record=_run_record(snapshot, config, result, evaluation, decision, environment),
     )
     evaluation.model["uri"] = version.uri
     decision = replace(decision, challenger={**decision.challenger, "uri": version.uri})
@@ -155,10 +214,18 @@ def _run_record(
     snapshot: Snapshot,
     config: TrainingConfig,
     result: TrainingResult,
+    evaluation: Evaluation,
     decision: GateDecision,
     environment: dict[str, str],
 ) -> RunRecord:
+    """Parameters, validation metrics (``val_``: the rows it was calibrated on) and the frozen evaluation
+    split's (``eval_``: rows no version of the lineage trained on), tags."""
     lineage = result.model.manifest.lineage
+    held_out = {
+        f"eval_{name}": interval.value
+        for name, interval in evaluation.headline.items()
+        if math.isfinite(interval.value)
+    }
     return RunRecord(
         params={
             "family": config.family,
@@ -167,7 +234,7 @@ def _run_record(
             "target_precision": config.target_precision,
             **{f"model.{k}": v for k, v in lineage.get("params", {}).items()},
         },
-        metrics={f"val_{k}": v for k, v in result.metrics.items()},
+        metrics={**{f"val_{k}": v for k, v in result.metrics.items()}, **held_out},
         tags={
             tags.FAMILY: config.family,
             tags.DATASET_DIGEST: snapshot.digest,
@@ -187,11 +254,12 @@ def split_identity(lineage: dict[str, Any]) -> dict[str, Any]:
     return {key: lineage.get(key) for key in SPLIT_KEYS}
 
 
-def _split_note(champion: TriageModel, challenger: TriageModel) -> dict[str, Any]:
-    """Whether the champion's training rows stay out of the comparison: the same split as the challenger,
-    or a challenger split that kept the champion's sides (its note names the champion's split as parent)."""
-    ours, theirs = champion.manifest.lineage, challenger.manifest.lineage
-    same = split_identity(ours) == split_identity(theirs)
-    note = theirs.get("split")
-    kept = isinstance(note, dict) and note.get("parent") == split_identity(ours)
-    return {"same_split_as_challenger": same, "comparison_unseen_by_both": same or kept}
+def _comparison_note(challenger: TriageModel, champion: TriageModel, plan: _Plan) -> dict[str, Any]:
+    """Whether the compared rows are unseen by both models, and whether both hold out the same split."""
+    ours = evaluation_identity(challenger.manifest.lineage)
+    return {
+        "same_evaluation_split": ours is not None and ours == evaluation_identity(champion.manifest.lineage),
+        "comparison_unseen_by_both": plan.compared is not None
+        and not plan.unmatched
+        and plan.compared.unseen_by_both,
+    }

@@ -1,9 +1,11 @@
 """Train one model family on a snapshot and measure it on the snapshot's validation split.
 
-The split is a pure function of (snapshot digest, seed); so are the seeds of every random step here, so the
-same data, seed and configuration give the same validation metrics. A caller may hand over a split it made
-itself (:class:`PresetSplit`: the feedback loop keeps the champion's sides so that the gate compares on rows
-neither model trained on); its note is recorded in the lineage as ``split``.
+Three sides (ADR 0019): the frozen evaluation split of the snapshot's lineage, which no version trains or
+tunes on and the gate compares on; then, of the remaining rows, a seeded train/validation split. The split
+is a pure function of (snapshot, seed, fraction); so are the seeds of every random step here, so the same
+data, seed and configuration give the same validation metrics. A caller may hand over a split it made itself
+(:class:`PresetSplit`: the feedback loop keeps the champion's sides); its note is recorded in the lineage as
+``split``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from deskpilot.data.snapshots import LABEL, TEXT, Snapshot
-from deskpilot.data.splits import DEFAULT_VALIDATION_FRACTION, Split, split_frame
+from deskpilot.data.splits import (
+    DEFAULT_VALIDATION_FRACTION,
+    MIN_GROUPS_LEFT,
+    EvaluationSplit,
+    Split,
+    frozen_evaluation,
+    split_around,
+    text_keys,
+)
 from deskpilot.errors import TrainingError
 from deskpilot.evaluation.metrics import classification_metrics
 from deskpilot.evaluation.selective import DEFAULT_TARGET_PRECISION, pick_threshold
@@ -39,6 +50,16 @@ class PresetSplit:
 
 
 @dataclass(frozen=True)
+class ExcludedRows:
+    """Rows kept out of the training side (``train --exclude-flagged``): (text id, given label) pairs, and
+    where they came from (a JSON-safe note kept in the lineage). Validation and evaluation rows stay, so a
+    model trained without them is measured on the same rows as one trained with them."""
+
+    pairs: frozenset[tuple[str, str]]
+    note: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     family: str
     seed: int = 0
@@ -47,6 +68,7 @@ class TrainingConfig:
     params: dict[str, Any] = field(default_factory=dict)
     cache_dir: Path | None = None  # where exported encoders are cached; not a hyperparameter
     split: PresetSplit | None = field(default=None, compare=False, repr=False)  # None: seeded split
+    exclude: ExcludedRows | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -76,14 +98,28 @@ def train_on_snapshot(
     random.seed(config.seed)
     np.random.seed(config.seed)  # third-party code may still draw from the global generator
     frame = snapshot.frame
+    evaluation = frozen_evaluation(snapshot)
+    if evaluation.rows.size == 0:
+        raise TrainingError(
+            f"snapshot {snapshot.digest[:12]} has no label with more than {MIN_GROUPS_LEFT} distinct "
+            "messages, so no evaluation split can be held out: add examples"
+        )
     if config.split is None:
-        split = split_frame(
-            frame, digest=snapshot.digest, seed=config.seed, validation_fraction=config.validation_fraction
+        split = split_around(
+            frame,
+            evaluation,
+            digest=snapshot.digest,
+            seed=config.seed,
+            validation_fraction=config.validation_fraction,
         )
     else:
-        split = checked_split(config.split.split, snapshot)
-    train_texts = frame[TEXT].iloc[split.train].tolist()
-    train_labels = frame[LABEL].iloc[split.train].tolist()
+        split = checked_split(config.split.split, snapshot, evaluation)
+    train_rows = split.train
+    if config.exclude is not None:
+        train_rows = _without_excluded(frame, train_rows, config.exclude)
+        say(f"leave out {split.train.size - train_rows.size:,} flagged training rows")
+    train_texts = frame[TEXT].iloc[train_rows].tolist()
+    train_labels = frame[LABEL].iloc[train_rows].tolist()
     val_texts = frame[TEXT].iloc[split.validation].tolist()
     val_labels = frame[LABEL].iloc[split.validation].tolist()
     if len(set(train_labels)) < 2:
@@ -107,12 +143,19 @@ def train_on_snapshot(
         "source_file": snapshot.metadata.source_file,
         "seed": config.seed,
         "validation_fraction": config.validation_fraction,
-        "train_rows": int(split.train.size),
+        "train_rows": int(train_rows.size),
         "validation_rows": int(split.validation.size),
+        "evaluation_rows": int(split.evaluation.size),
+        "evaluation_split": evaluation.record(),
         "params": model.get_params(),
     }
     if config.split is not None:
         lineage["split"] = config.split.note
+    if config.exclude is not None:
+        lineage["excluded"] = {
+            **config.exclude.note,
+            "train_rows_left_out": int(split.train.size - train_rows.size),
+        }
     say("profile the reference data for the monitor")
     reference = build_profile(
         classes=classes,
@@ -131,14 +174,31 @@ def train_on_snapshot(
     return TrainingResult(model=triage, metrics=metrics, split=split, fit_seconds=fit_seconds)
 
 
-def checked_split(split: Split, snapshot: Snapshot) -> Split:
-    """``split`` when it is one of this snapshot: every row on exactly one side, both sides non-empty."""
+def _without_excluded(frame: pd.DataFrame, rows: np.ndarray, exclude: ExcludedRows) -> np.ndarray:
+    """``rows`` minus those whose (text id, label) is excluded."""
+    keys = text_keys(frame[TEXT].iloc[rows])
+    labels = frame[LABEL].iloc[rows].astype(str).to_numpy()
+    keep = np.array(
+        [(k, label) not in exclude.pairs for k, label in zip(keys, labels, strict=True)], dtype=bool
+    )
+    kept: np.ndarray = rows[keep]
+    return kept
+
+
+def checked_split(split: Split, snapshot: Snapshot, evaluation: EvaluationSplit) -> Split:
+    """``split`` when it is one of this snapshot: every row on exactly one side, train and validation
+    non-empty, and the evaluation side exactly the lineage's frozen evaluation rows."""
     rows = len(snapshot.frame)
     if split.digest != snapshot.digest:
         raise TrainingError(
             f"the split given is of snapshot {split.digest[:12]}, not of {snapshot.digest[:12]}"
         )
-    sides = np.concatenate([split.train, split.validation])
+    if not np.array_equal(np.sort(split.evaluation), evaluation.rows):
+        raise TrainingError(
+            "the split given does not hold out the frozen evaluation split of snapshot "
+            f"{snapshot.digest[:12]} ({evaluation.rows.size:,} rows); no version may train on those rows"
+        )
+    sides = np.concatenate([split.train, split.validation, split.evaluation])
     if split.train.size == 0 or split.validation.size == 0:
         raise TrainingError("a preset split needs rows on both sides (train and validation)")
     if sides.size != rows or np.unique(sides).size != rows or sides.min() < 0 or sides.max() >= rows:

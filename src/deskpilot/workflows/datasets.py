@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deskpilot.config import Settings
 from deskpilot.data.contracts import ValidationReport, contract_violation, validate_table
 from deskpilot.data.io import RawTable, read_table
 from deskpilot.data.snapshots import LABEL, TEXT, Snapshot, SnapshotStore
-from deskpilot.data.splits import find_leakage, split_frame
+from deskpilot.data.splits import find_leakage, frozen_evaluation, split_around
 from deskpilot.workflows.build import build_contract, build_redactor
 
 
@@ -72,9 +74,19 @@ def store_snapshot(
 
 
 def split_summary(snapshot: Snapshot, *, seed: int, validation_fraction: float) -> dict[str, Any]:
-    """The split of a snapshot and its leakage check, as a printable mapping."""
+    """The split of a snapshot (its lineage's frozen evaluation split, then train/validation for ``seed``)
+    and the leakage check of the training side against the two held-out sides, as a printable mapping."""
     frame = snapshot.frame
-    split = split_frame(frame, digest=snapshot.digest, seed=seed, validation_fraction=validation_fraction)
-    leakage = find_leakage(frame[TEXT].iloc[split.train], frame[TEXT].iloc[split.validation])
+    evaluation = frozen_evaluation(snapshot)
+    split = split_around(
+        frame, evaluation, digest=snapshot.digest, seed=seed, validation_fraction=validation_fraction
+    )
+    held_out = np.concatenate([split.validation, split.evaluation])
+    leakage = find_leakage(frame[TEXT].iloc[split.train], frame[TEXT].iloc[held_out])
     validation_labels = frame[LABEL].iloc[split.validation].nunique()
-    return {**split.summary(), "validation_labels": int(validation_labels), "leakage": leakage.to_dict()}
+    return {
+        **split.summary(),
+        "validation_labels": int(validation_labels),
+        "evaluation_split": evaluation.record(),
+        "leakage": leakage.to_dict(),
+    }

@@ -1,4 +1,9 @@
-"""Evaluate a registered version on labelled data, and gate it against the champion (recorded and audited)."""
+"""Evaluate a registered version on labelled data, and gate it against the champion (recorded and audited).
+
+The gate reads only rows neither model trained or was tuned on (ADR 0019): which rows each saw is rebuilt
+from its lineage and its snapshot under this home, and the rest are left out and counted. A caller may force
+the comparison onto every row; the decision then reports how many of them each model trained on.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from deskpilot import tags
 from deskpilot.config import Settings
 from deskpilot.data.columns import classify, trimmed_labels
+from deskpilot.data.snapshots import SnapshotStore
+from deskpilot.data.splits import text_keys
 from deskpilot.domain import ModelRef
 from deskpilot.errors import UsageError
 from deskpilot.evaluation.behavioral import BehavioralSuite, GeneratedSpec, load_suite
 from deskpilot.evaluation.evaluate import Evaluation, EvaluationData, EvaluationOptions, evaluate
-from deskpilot.evaluation.gate import GateDecision, decide
+from deskpilot.evaluation.gate import ComparedRows, GateDecision, decide
 from deskpilot.evaluation.report import write_report
+from deskpilot.models.artifact import TriageModel
 from deskpilot.registry.base import CHAMPION, ModelRegistry, ModelVersion
 from deskpilot.store.audit import AuditAction
+from deskpilot.training.seen import Seen, seen_by, store_lookup
 from deskpilot.workflows.audit import AuditReceipt, AuditRecorder, open_audit
 from deskpilot.workflows.build import build_redactor, build_registry, load_policies, parse_model_uri
 from deskpilot.workflows.datasets import load_and_validate, require_valid
@@ -104,9 +116,11 @@ def evaluate_version(
     data: EvaluationData,
     suite: BehavioralSuite,
     options: EvaluationOptions,
+    *,
+    model: TriageModel | None = None,
 ) -> Evaluation:
     version = registry.get(ref)
-    model = registry.load(ref)
+    model = model if model is not None else registry.load(ref)
     info = {"name": version.name, "uri": version.uri, "aliases": list(version.aliases)}
     try:
         return evaluate(model, data, model_info=info, suite=suite, options=options)
@@ -178,11 +192,13 @@ def gate_model(
     seed: int = 0,
     record: bool = True,
     report_dir: Path | None = None,
+    include_seen: bool = False,
     registry: ModelRegistry | None = None,
     audit: AuditRecorder | None = None,
 ) -> GateOutcome:
-    """Apply the gate policy to a version against the champion on ``data``; when ``record``, store the
-    decision with the version and append it to the audit chain."""
+    """Apply the gate policy to a version against the champion on the rows of ``data`` neither trained on
+    (every row when ``include_seen``, the leakage then reported); when ``record``, store the decision with
+    the version and append it to the audit chain."""
     rules = load_policies(policy_file).gate
     registry = registry or build_registry(settings)
     if record:
@@ -191,17 +207,91 @@ def gate_model(
     options = EvaluationOptions(
         n_boot=rules.bootstrap, seed=seed, per_class_min_support=rules.per_class_min_support
     )
-    scored = score(settings, registry, model_uri, data, options, with_champion=True)
-    version = scored.version
-    decision = decide(scored.evaluation, scored.champion, rules, seed=seed)
+    ref = parse_model_uri(model_uri)
+    version = registry.get(ref)
+    rows = load_evaluation_data(
+        settings,
+        data.path,
+        text_column=data.text_column,
+        label_column=data.label_column,
+        pii_patterns=data.pii_patterns,
+    )
+    suite = resolve_suite(data.path, data.suite)
+    model = registry.load(ref)
+    champion_ref = _champion_ref(registry, ref)
+    champion_model = registry.load(champion_ref) if champion_ref is not None else None
+    rows, compared = unseen_rows(
+        settings, rows, model, champion_model, include_seen=include_seen, source=data.path.name
+    )
+    evaluation = evaluate_version(registry, ref, rows, suite, options, model=model)
+    champion = None
+    if champion_ref is not None:
+        champion = evaluate_version(registry, champion_ref, rows, suite, options, model=champion_model)
+    decision = decide(evaluation, champion, rules, seed=seed, rows=compared)
     receipt = None
     if record and audit is not None:
         record_gate(registry, version, decision)
         receipt = audit_gate(audit, version.uri, decision)
     if report_dir is not None:
         title = f"gate: {version.uri} on {data.path.name}"
-        write_report(report_dir, scored.evaluation, scored.champion, decision, title=title)
+        write_report(report_dir, evaluation, champion, decision, title=title)
     return GateOutcome(version, decision, receipt)
+
+
+def unseen_rows(
+    settings: Settings,
+    data: EvaluationData,
+    model: TriageModel,
+    champion: TriageModel | None,
+    *,
+    include_seen: bool,
+    source: str,
+) -> tuple[EvaluationData, ComparedRows]:
+    """The rows of ``data`` that neither model trained or was tuned on, and the account of them; with
+    ``include_seen``, every row, and the account says how many each model saw (the leakage)."""
+    lookup = store_lookup(SnapshotStore(settings.snapshot_dir))
+    keys = text_keys(pd.Series(data.texts, dtype=object))
+    masks: list[np.ndarray | None] = []
+    notes: list[str] = []
+    models = (("champion", champion), ("challenger", model))
+    for who, which in models:
+        seen = seen_by(which.manifest.lineage, lookup) if which is not None else Seen(frozenset(), None)
+        masks.append(seen.mask(keys))
+        if seen.keys is None:
+            notes.append(f"the {who}'s training rows are unknown ({seen.why_unknown})")
+    either = np.zeros(len(keys), dtype=bool)
+    for mask in masks:
+        if mask is not None:
+            either |= mask
+    counts = [int(mask.sum()) if mask is not None else None for mask in masks]
+    keep = np.ones(len(keys), dtype=bool) if include_seen else ~either
+    if not keep.any():
+        raise UsageError(
+            f"every row of {source} was trained on by the model or the champion, so none is left that "
+            "neither saw: gate on held-out data, or pass --include-seen-rows to compare anyway (the "
+            "leakage is reported)",
+            details={"rows": len(keys), "champion_seen": counts[0], "challenger_seen": counts[1]},
+        )
+    account = ComparedRows(
+        offered=len(keys),
+        compared=int(keep.sum()),
+        champion_seen=counts[0],
+        challenger_seen=counts[1],
+        forced=include_seen,
+        source=source,
+        notes=tuple(notes),
+    )
+    return (data if keep.all() else _subset(data, keep)), account
+
+
+def _subset(data: EvaluationData, keep: np.ndarray) -> EvaluationData:
+    index = np.flatnonzero(keep)
+    return EvaluationData(
+        texts=[data.texts[i] for i in index],
+        labels=[data.labels[i] for i in index],
+        source=data.source,
+        extras={name: [values[i] for i in index] for name, values in data.extras.items()},
+    )
 
 
 def record_gate(registry: ModelRegistry, version: ModelVersion, decision: GateDecision) -> None:
@@ -224,6 +314,16 @@ def audit_gate(audit: AuditRecorder, uri: str, decision: GateDecision) -> AuditR
         "failed_rules": [f"{r.kind} {r.metric}" for r in decision.failures],
         "compared_rows": decision.compared_rows,
     }
+    if decision.rows is not None:
+        rows = decision.rows
+        payload["rows"] = {
+            "offered": rows.offered,
+            "compared": rows.compared,
+            "left_out": rows.left_out,
+            "champion_seen": rows.champion_seen,
+            "challenger_seen": rows.challenger_seen,
+            "forced": rows.forced,
+        }
     return audit.record(AuditAction.GATE, uri, decision.reason()[:500], payload)
 
 

@@ -6,6 +6,8 @@ so the audit sees what training sees and the row ids it reports match the ids of
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +17,11 @@ import pandas as pd
 from deskpilot.config import Settings
 from deskpilot.data.columns import classify, trimmed_labels
 from deskpilot.data.splits import text_keys
-from deskpilot.errors import EmptyDatasetError
+from deskpilot.errors import EmptyDatasetError, UsageError
 from deskpilot.evaluation.label_audit import DEFAULT_DUPLICATE_THRESHOLD, LabelAudit, audit_labels
 from deskpilot.evaluation.label_audit_report import write_label_audit
 from deskpilot.models.families import family_class, make_classifier
+from deskpilot.training.run import ExcludedRows
 from deskpilot.workflows.build import build_redactor
 from deskpilot.workflows.datasets import load_and_validate, require_valid
 
@@ -85,3 +88,38 @@ def run_label_audit(
         else {}
     )
     return LabelAuditOutcome(audit=audit, report_files=files)
+
+
+def load_flagged(path: Path) -> ExcludedRows:
+    """The rows a label audit's JSON (``--report DIR`` writes ``label_audit.json``; ``--json`` prints it)
+    flags, as training leaves them out: each flagged row's text id with the label it was given."""
+    try:
+        raw = path.read_bytes()
+        document = json.loads(raw)
+    except OSError as exc:
+        raise UsageError(f"--exclude-flagged {path}: cannot read it ({exc.strerror})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--exclude-flagged {path}: not JSON ({exc})") from exc
+    flagged = document.get("flagged") if isinstance(document, dict) else None
+    if not isinstance(flagged, list):
+        raise UsageError(
+            f"--exclude-flagged {path}: not a label audit (no 'flagged' list); "
+            "write one with `deskpilot data audit-labels DATA --report DIR`"
+        )
+    pairs = set()
+    for number, row in enumerate(flagged, start=1):
+        key = row.get("key") if isinstance(row, dict) else None
+        label = row.get("given_label") if isinstance(row, dict) else None
+        if not isinstance(key, str) or not isinstance(label, str):
+            raise UsageError(
+                f"--exclude-flagged {path}: flagged entry {number} lacks a text 'key' or a 'given_label'"
+            )
+        pairs.add((key, label))
+    note = {
+        "source": str(path),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "flagged": len(pairs),
+        "audited_rows": document.get("rows"),
+        "audit_family": document.get("family"),
+    }
+    return ExcludedRows(pairs=frozenset(pairs), note=note)

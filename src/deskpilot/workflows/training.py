@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deskpilot.config import Settings
-from deskpilot.data.snapshots import Snapshot
+from deskpilot.data.snapshots import Snapshot, SnapshotStore
 from deskpilot.data.splits import DEFAULT_VALIDATION_FRACTION
 from deskpilot.errors import AuditWriteError, UsageError
 from deskpilot.evaluation.behavioral import BehavioralSuite
@@ -18,10 +18,12 @@ from deskpilot.registry.base import ModelRegistry
 from deskpilot.store.audit import AuditAction
 from deskpilot.training.pipeline import RegisteredRun, train_and_register
 from deskpilot.training.run import Progress, TrainingConfig
+from deskpilot.training.seen import store_lookup
 from deskpilot.workflows.audit import AuditReceipt, AuditRecorder, open_audit
 from deskpilot.workflows.build import build_registry, load_policies
 from deskpilot.workflows.datasets import load_and_validate, require_valid, store_snapshot
 from deskpilot.workflows.evaluation import audit_gate, resolve_suite
+from deskpilot.workflows.label_audit import load_flagged
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class TrainRequest:
     suite_file: Path | None = None
     pii_patterns: list[str] | None = None
     drop_invalid: bool = False
+    exclude_flagged: Path | None = None  # a label audit's JSON: its flagged rows are not trained on
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ def train(
         target_precision=request.target_precision or settings.target_precision,
         params=request.params,
         cache_dir=settings.encoder_cache_dir,
+        exclude=None if request.exclude_flagged is None else load_flagged(request.exclude_flagged),
     )
     policy = load_policies(request.policy_file).gate
     suite = resolve_suite(request.data, request.suite_file)
@@ -149,6 +153,7 @@ def _register_and_audit(
         policy=policy,
         suite=suite,
         progress=progress,
+        snapshots=store_lookup(SnapshotStore(settings.snapshot_dir)),
     )
     entries: list[Callable[[], AuditReceipt]] = [lambda: audit_gate(audit, run.version.uri, run.decision)]
     if run.became_champion:

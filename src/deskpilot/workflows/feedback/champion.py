@@ -1,6 +1,6 @@
 """What a retrain from feedback starts from and leaves behind in the registry: the champion with the snapshot
-and split it was trained on, the inputs of the last retrain (so a scheduled run with nothing new does
-nothing), and whether the new version may go to shadow."""
+and split it was trained on and its lineage's frozen evaluation split, the inputs of the last retrain (so a
+scheduled run with nothing new does nothing), and whether the new version may go to shadow."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from deskpilot import tags
 from deskpilot.config import Settings
 from deskpilot.data.snapshots import Snapshot, SnapshotStore
-from deskpilot.data.splits import Split
+from deskpilot.data.splits import DEFAULT_EVALUATION_FRACTION, EvaluationSplit, Split, frozen_evaluation
 from deskpilot.domain import ModelRef
 from deskpilot.errors import RolloutError, SnapshotNotFoundError, UsageError
 from deskpilot.registry.base import ModelRegistry, ModelVersion
@@ -18,9 +18,9 @@ from deskpilot.rollout.actions import read_state
 from deskpilot.rollout.rules import RolloutRules
 from deskpilot.rollout.state import Stage
 from deskpilot.training.pipeline import split_identity
+from deskpilot.training.seen import model_split
 from deskpilot.workflows import rollout
 from deskpilot.workflows.audit import AuditRecorder
-from deskpilot.workflows.feedback.derive import model_split
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Base:
     params: dict[str, Any]
     snapshot: Snapshot
     split: Split
+    evaluation: EvaluationSplit  # kept by every snapshot the loop derives from this one
 
     @property
     def family(self) -> str:
@@ -79,12 +80,17 @@ def find_base(settings: Settings, registry: ModelRegistry, name: str) -> Base:
             details={"model": version.uri, "digest": digest},
         ) from error
     params = lineage.get("params")
+    record = lineage.get("evaluation_split")
+    fraction = DEFAULT_EVALUATION_FRACTION
+    if isinstance(record, dict):
+        fraction = float(record.get("fraction", fraction))
     return Base(
         version=version,
         lineage=lineage,
         params=dict(params) if isinstance(params, dict) else {},
         snapshot=snapshot,
         split=model_split(snapshot, lineage),
+        evaluation=frozen_evaluation(snapshot, fraction=fraction),
     )
 
 

@@ -1,58 +1,53 @@
 """The next snapshot of the loop: the champion's rows, relabelled where the guard accepted a flip, plus the
 accepted new rows, each with the side of the split it belongs to.
 
-Old rows keep the side the champion trained them on and new rows get a seeded, stratified split of their
-own, so the validation side holds only rows neither the champion nor its successor trained on (ADR 0014).
-The side and where each row came from are stored as columns, so the split of a snapshot made here is part
-of its content (and digest) and the next round reads it back instead of recomputing it.
+The lineage's frozen evaluation split (ADR 0019) stays what it was: rows of it keep the ``evaluation`` side,
+so no version of the lineage trains on them and every one is gated on them. Other old rows keep the side the
+champion trained them on, and new rows get a seeded, stratified train/validation split of their own (ADR
+0014). The side and where each row came from are stored as columns, so the split of a snapshot made here is
+part of its content (and digest) and the next round reads it back instead of recomputing it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from deskpilot.data.snapshots import LABEL, TEXT, Snapshot, content_digest
-from deskpilot.data.splits import Split, split_frame
+from deskpilot.data.splits import (
+    EVALUATION,
+    SPLIT_COLUMN,
+    TRAIN,
+    VALIDATION,
+    EvaluationSplit,
+    Split,
+    split_frame,
+    text_keys,
+)
 from deskpilot.data.text import normalize_texts
-from deskpilot.errors import SnapshotError
+from deskpilot.training.seen import model_split, stored_split
 from deskpilot.workflows.feedback.guard import Change
 
-SPLIT_COLUMN = "deskpilot_split"
+__all__ = [
+    "EVALUATION",
+    "FLIPPED",
+    "FROM_FEEDBACK",
+    "FROM_SNAPSHOT",
+    "ORIGIN_COLUMN",
+    "SPLIT_COLUMN",
+    "TRAIN",
+    "VALIDATION",
+    "derive_frame",
+    "label_index",
+    "model_split",
+    "side_counts",
+    "stored_split",
+]
+
 ORIGIN_COLUMN = "deskpilot_origin"
-TRAIN, VALIDATION = "train", "validation"
 FROM_SNAPSHOT, FROM_FEEDBACK, FLIPPED = "snapshot", "feedback", "flipped"
-
-
-def model_split(snapshot: Snapshot, lineage: dict[str, Any]) -> Split:
-    """The split a model was trained on, from its lineage: a stored split read back, else recomputed from
-    (digest, seed, fraction) exactly as training computed it."""
-    note = lineage.get("split")
-    seed = int(lineage.get("seed", 0))
-    fraction = float(lineage.get("validation_fraction", 0.2))
-    if isinstance(note, dict) and note.get("column") == SPLIT_COLUMN:
-        return stored_split(snapshot, seed=seed, validation_fraction=fraction)
-    return split_frame(snapshot.frame, digest=snapshot.digest, seed=seed, validation_fraction=fraction)
-
-
-def stored_split(snapshot: Snapshot, *, seed: int, validation_fraction: float) -> Split:
-    frame = snapshot.frame
-    if SPLIT_COLUMN not in frame.columns:
-        raise SnapshotError(
-            f"snapshot {snapshot.digest[:12]} has no {SPLIT_COLUMN!r} column, yet its model's lineage says "
-            "its split is stored there"
-        )
-    side = frame[SPLIT_COLUMN].to_numpy(dtype=object)
-    return Split(
-        digest=snapshot.digest,
-        seed=seed,
-        validation_fraction=validation_fraction,
-        train=np.flatnonzero(side == TRAIN),
-        validation=np.flatnonzero(side == VALIDATION),
-    )
 
 
 def label_index(frame: pd.DataFrame) -> dict[str, frozenset[str]]:
@@ -69,12 +64,14 @@ def derive_frame(
     *,
     seed: int,
     validation_fraction: float,
+    evaluation: EvaluationSplit,
 ) -> pd.DataFrame:
-    """The parent's rows with their sides and the accepted changes applied; the new rows split by
-    (their content, ``seed``)."""
+    """The parent's rows with their sides and the accepted changes applied: ``evaluation`` (the lineage's
+    frozen split) keeps its rows, and the new rows are split by (their content, ``seed``)."""
     frame = parent.frame.copy()
     side = np.full(len(frame), TRAIN, dtype=object)
     side[parent_split.validation] = VALIDATION
+    side[evaluation.rows] = EVALUATION
     frame[SPLIT_COLUMN] = side
     if ORIGIN_COLUMN not in frame.columns:
         frame[ORIGIN_COLUMN] = FROM_SNAPSHOT
@@ -91,6 +88,10 @@ def derive_frame(
     split = split_frame(rows, digest=content_digest(rows), seed=seed, validation_fraction=validation_fraction)
     rows_side = np.full(len(rows), TRAIN, dtype=object)
     rows_side[split.validation] = VALIDATION
+    held_out = np.fromiter(
+        (key in evaluation.keys for key in text_keys(rows[TEXT])), dtype=bool, count=len(rows)
+    )
+    rows_side[held_out] = EVALUATION  # a text of the evaluation split stays there, however it is written
     for column in frame.columns:
         if column not in rows.columns:
             rows[column] = ""  # the parent's extra columns: unknown for feedback

@@ -169,7 +169,8 @@ def _metric_lines(metrics: dict[str, Any] | None) -> list[str]:
     before, after = metrics["before"] or {}, metrics["after"]
     lines = [
         "",
-        f"## Validation metrics on {metrics['rows']:,} rows neither model trained on",
+        f"## Evaluation metrics on {metrics['rows']:,} rows of the frozen evaluation split, "
+        "which neither model trained on",
         "",
         "| metric | champion (before) | new version (after) |",
         "|---|---:|---:|",

@@ -1,6 +1,7 @@
 """``deskpilot retrain --from-feedback``: the champion's snapshot plus the corrections the guard accepts →
-a new snapshot (its lineage recorded) → train on a split that keeps the champion's sides → gate against the
-champion → register → shadow when the policy allows → audit.
+a new snapshot (its lineage recorded) → train on a split that keeps the champion's sides and the lineage's
+frozen evaluation split → gate against the champion on that split → register → shadow when the policy
+allows → audit.
 
 Runnable on a schedule: verdicts are read cumulatively (corrections that lacked support last time may have
 it now) and the guard compares them with the champion's rows, so what the champion already learned is no
@@ -115,7 +116,12 @@ def retrain_from_feedback(
     guard = apply_guard(reading.by_text(), label_index(base.snapshot.frame), labels, request.guard)
     frame = canonical_order(
         derive_frame(
-            base.snapshot, base.split, guard.accepted, seed=seed, validation_fraction=base.validation_fraction
+            base.snapshot,
+            base.split,
+            guard.accepted,
+            seed=seed,
+            validation_fraction=base.validation_fraction,
+            evaluation=base.evaluation,
         )
     )
     after = {str(k): int(v) for k, v in frame[LABEL].value_counts().sort_index().items()}
@@ -260,6 +266,7 @@ def _lineage(
         },
         "guard": report["guard"],
         "split": {"column": SPLIT_COLUMN, "seed": seed, "validation_fraction": base.validation_fraction},
+        "evaluation": base.evaluation.record(),
     }
 
 
