@@ -3,8 +3,11 @@
 A tfidf model is fit on the bundled data; the input is a folder of Parquet parts (100,000 rows each) made
 by repeating the bundled texts with unique ids. Each engine runs in its own process (`deskpilot predict`
 through the workflow, as a user runs it), and a sampler sums the resident memory of that process and all
-its descendants (Ray's raylet, GCS and workers included) every 0.2 s: the peak of that sum is the job's
-peak RSS. Rows/s is rows over the job's wall time, Ray's start-up included.
+its descendants (Ray's raylet, GCS and workers included) every second, as RSS and as PSS (shared pages
+split among the processes mapping them, so Ray's shared object store counts once): the peaks of those sums
+are the job's peak RSS and PSS, and the PSS peaks of the first and second half of the run show whether
+memory levels off (streaming) or keeps growing with the rows read. Rows/s is rows over the job's wall time,
+Ray's start-up included.
 
     .venv/bin/python bench/batch_bench.py [--rows 1000000 4000000] [--engines local ray]
 """
@@ -76,11 +79,13 @@ def make_input(folder: Path, rows: int) -> Path:
     return folder
 
 
-def tree_rss(process: psutil.Process) -> int:
+def tree_memory(process: psutil.Process, *, proportional: bool) -> int:
+    """Summed RSS, or PSS (shared pages split among the processes that map them: Ray's object store and
+    its workers' shared libraries are counted once), of a process and all its descendants."""
     total = 0
     for member in [process, *process.children(recursive=True)]:
         try:
-            total += member.memory_info().rss
+            total += member.memory_full_info().pss if proportional else member.memory_info().rss
         except psutil.Error:
             continue
     return total
@@ -95,15 +100,17 @@ def run(model: Path, engine: str, source: Path, output: Path) -> dict[str, Any]:
         env={**os.environ, "RAY_AUTH_MODE": "disabled"},
     )
     watched = psutil.Process(child.pid)
-    peak = 0
+    samples: list[tuple[float, int, int]] = []  # (seconds since start, RSS, PSS)
     done = threading.Event()
+    started = time.monotonic()
 
     def sample() -> None:
-        nonlocal peak
         while not done.is_set():
             with contextlib.suppress(psutil.Error):
-                peak = max(peak, tree_rss(watched))
-            time.sleep(0.2)
+                rss = tree_memory(watched, proportional=False)
+                pss = tree_memory(watched, proportional=True)
+                samples.append((time.monotonic() - started, rss, pss))
+            time.sleep(1.0)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -113,8 +120,16 @@ def run(model: Path, engine: str, source: Path, output: Path) -> dict[str, Any]:
     if child.returncode != 0:
         raise SystemExit(f"{engine} failed with exit code {child.returncode}")
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    half = (samples[-1][0] / 2) if samples else 0.0
+    mb = 2**20
     result.update(
-        engine=engine, peak_rss_mb=round(peak / 2**20), rows_per_s=round(result["rows"] / result["seconds"])
+        engine=engine,
+        rows_per_s=round(result["rows"] / result["seconds"]),
+        peak_rss_mb=round(max((r for _, r, _ in samples), default=0) / mb),
+        peak_pss_mb=round(max((p for _, _, p in samples), default=0) / mb),
+        # a streaming engine's memory levels off: the second half of a run peaks no higher than the first
+        pss_first_half_peak_mb=round(max((p for t, _, p in samples if t <= half), default=0) / mb),
+        pss_second_half_peak_mb=round(max((p for t, _, p in samples if t > half), default=0) / mb),
     )
     return result
 
@@ -139,11 +154,14 @@ def main() -> None:
             for child in source.iterdir():
                 child.unlink()
     print()
-    print("| rows | engine | rows/s | peak RSS (MB) | wall s |")
-    print("|---:|---|---:|---:|---:|")
+    columns = ["rows", "engine", "rows/s", "peak RSS (MB)", "peak PSS (MB)", "PSS peak, 1st / 2nd half (MB)"]
+    header = "| " + " | ".join([*columns, "wall s"]) + " |"
+    print(header)
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for r in results:
         cells = [f"{r['input_rows']:,}", r["engine"], f"{r['rows_per_s']:,}", f"{r['peak_rss_mb']:,}"]
-        print("| " + " | ".join([*cells, f"{r['seconds']:.1f}"]) + " |")
+        halves = f"{r['pss_first_half_peak_mb']:,} / {r['pss_second_half_peak_mb']:,}"
+        print("| " + " | ".join([*cells, f"{r['peak_pss_mb']:,}", halves, f"{r['seconds']:.1f}"]) + " |")
     for rows in args.rows:
         pair = {r["engine"]: r for r in results if r["input_rows"] == rows}
         if {"local", "ray"} <= set(pair):
