@@ -152,7 +152,11 @@ def runbook_anchors(text: str) -> set[str]:
 
 
 _FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
-_INVOCATION = re.compile(r"(?:^|[\s;&|(`])deskpilot(?![\w:-])((?:[ \t]+[\w:/@.\-=*\"']+)*)")
+# "deskpilot" as a command, not as the name of a Kubernetes namespace (``kubectl -n deskpilot delete ...``)
+_INVOCATION = re.compile(
+    r"(?:^|[\s;&|(`])(?<!-n )(?<!--namespace )(?<!--namespace=)deskpilot(?![\w:-])"
+    r"((?:[ \t]+[\w:/@.\-=*\"']+)*)"
+)
 
 
 def cited_commands(text: str) -> list[list[str]]:

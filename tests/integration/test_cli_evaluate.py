@@ -139,6 +139,8 @@ def test_gate_on_training_data_leaves_out_the_rows_either_model_trained_on(regis
     rows = json.loads(result.stdout)["rows"]
     assert (rows["offered"], rows["compared"], rows["forced"], rows["leakage"]) == (320, held_out, False, "")
     assert rows["champion_seen"] == rows["challenger_seen"] == rows["left_out"] == 320 - held_out
+    champion = json.loads(result.stdout)["champion"]  # recorded as `train` records it
+    assert (champion["same_evaluation_split"], champion["comparison_unseen_by_both"]) == (True, True)
     text = run_cli("gate", "models:/deskpilot-triage/3", "--data", train, "--no-record", home=home)
     assert f"rows: {held_out:,} of 320 rows (train.csv); {320 - held_out:,} left out" in text.stdout
 
@@ -167,6 +169,8 @@ def test_a_forced_overlapping_comparison_reports_the_leakage(registry_home: Setu
     )
     decision = json.loads(recorded.stdout)
     assert decision["rows"]["forced"] is True
+    assert decision["champion"]["comparison_unseen_by_both"] is False
+    assert decision["champion"]["same_evaluation_split"] is True
     assert decision["rows"]["champion_seen"] == seen
     shown = json.loads(run_cli("models", "show", "models:/deskpilot-triage/3", "--json", home=home).stdout)
     assert leakage in shown["tags"]["deskpilot.gate_reason"]  # the leakage stays with the recorded decision

@@ -135,11 +135,13 @@ def test_training_can_leave_the_flagged_rows_out_and_records_it(noisy_file: Path
     )
     assert trained.returncode == 0, trained.stderr
     assert "flagged training rows" in trained.stderr
+    assert "flagged rows match this data" in trained.stderr
     model = build_registry(Settings(home=home)).load(ModelRef("deskpilot-triage", version="1"))
     lineage = model.manifest.lineage
     excluded = lineage["excluded"]
     assert excluded["flagged"] == len({(row["key"], row["given_label"]) for row in flagged})
     assert excluded["source"] == str(report / "label_audit.json")
+    assert excluded["matched"] == excluded["flagged"]  # the audit was of this very file
     # flagged rows on the training side are left out; those in validation or evaluation stay, to be measured
     assert 0 < excluded["train_rows_left_out"] <= len(flagged)
     total = lineage["train_rows"] + lineage["validation_rows"] + lineage["evaluation_rows"]
@@ -165,3 +167,15 @@ def test_a_bad_flag_file_is_refused_before_training(tmp_path: Path, content: str
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert message in result.stderr
     assert not (tmp_path / "h" / "snapshots").exists() or not any((tmp_path / "h" / "snapshots").iterdir())
+
+
+def test_an_audit_of_other_data_is_refused(tmp_path: Path) -> None:
+    flags = tmp_path / "flags.json"
+    flags.write_text(json.dumps({"flagged": [{"key": "0123456789abcdef", "given_label": "l0"}]}))
+    data = tmp_path / "tickets.csv"
+    pd.DataFrame([{"text": f"text {i}", "intent": f"l{i % 2}"} for i in range(20)]).to_csv(data, index=False)
+    result = run_cli(
+        "train", "--data", data, "--label-column", "intent", "--exclude-flagged", flags, home=tmp_path / "h"
+    )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert f"--exclude-flagged {flags}: none of its 1 flagged rows" in result.stderr

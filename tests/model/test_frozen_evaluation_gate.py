@@ -106,3 +106,9 @@ def test_a_model_trained_on_a_tenth_of_the_data_still_fails(
     assert decision.champion is not None
     assert decision.champion["comparison_unseen_by_both"] is True
     assert decision.champion["same_evaluation_split"] is False
+    # the version's own record covers its whole frozen evaluation split; only the gate's pair is the subset
+    assert run.evaluation.data["rows"] == run.result.split.evaluation.size == own.rows.size
+    assert run.compared_evaluation is not None
+    assert run.champion_evaluation is not None
+    assert run.compared_evaluation.data["rows"] == run.champion_evaluation.data["rows"] == rows.compared
+    assert rows.compared < run.evaluation.data["rows"]

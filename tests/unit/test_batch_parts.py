@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.csv as pacsv
 import pytest
 
-from deskpilot.batch.parts import count_part, inspect_parts, jsonl_keys
+from deskpilot.batch.parts import count_part, csv_convert_options, csv_read_options, inspect_parts, jsonl_keys
 from deskpilot.batch.predict import score_file
 from deskpilot.batch.predictor import cell_text
 from deskpilot.domain import RoutingThreshold
@@ -92,3 +93,64 @@ def test_parts_with_different_headers_are_refused_when_read_as_one_table(tmp_pat
     assert inspect_parts(parts, text_column="text", id_column="id").has_id
     with pytest.raises(DataFormatError, match=r"b\.csv: its header \(text, id\) differs from that of a\.csv"):
         inspect_parts(parts, text_column="text", id_column="id", one_header=True)
+
+
+@pytest.mark.parametrize("above", ["\n", "\r\n  \n"])
+def test_blank_lines_above_a_csv_header_are_skipped_as_pandas_skips_them(tmp_path: Path, above: str) -> None:
+    csv = tmp_path / "a.csv"
+    csv.write_text(f"{above}id,text\n1,hello\n2,world\n", encoding="utf-8")
+    layout = inspect_parts([csv], text_column="text", id_column="id", count=True)
+    assert (layout.rows, layout.header, layout.skip_rows) == (2, ("id", "text"), above.count("\n") + 1)
+    table = pacsv.read_csv(
+        str(csv),
+        read_options=csv_read_options(layout.header or (), layout.skip_rows),
+        convert_options=csv_convert_options(layout.header or ()),
+    )
+    assert table.to_pydict() == {"id": ["1", "2"], "text": ["hello", "world"]}
+
+
+def test_csv_parts_whose_headers_start_on_different_lines_are_refused_as_one_table(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id,text\n1,a\n", encoding="utf-8")
+    (tmp_path / "b.csv").write_text("\nid,text\n2,b\n", encoding="utf-8")
+    parts = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    with pytest.raises(DataFormatError, match=r"b\.csv: its header is on line 2, that of a\.csv on line 1"):
+        inspect_parts(parts, text_column="text", id_column="id", one_header=True)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (b'{"text": "trunc', r"line 500: not valid JSON"),
+        (b'{"text": "caf\xe9"}', r"line 500: bytes that are not UTF-8"),
+        (b'["text", "a list"]', r"line 500: a JSON list, not an object"),
+    ],
+)
+def test_every_jsonl_line_is_checked_when_counted(tmp_path: Path, bad: bytes, reason: str) -> None:
+    part = tmp_path / "part-7.jsonl"  # the bad line far past the first record, which is read first
+    good = b"".join(b'{"id": %d, "text": "a ticket long enough to fill a block"}\n' % i for i in range(498))
+    part.write_bytes(good + b"\n" + bad + b'\n{"text": "b"}\n')
+    with pytest.raises(DataFormatError, match=rf"part-7\.jsonl: {reason}") as caught:
+        inspect_parts([part], text_column="text", id_column="id", count=True)
+    assert caught.value.details == {"file": str(part), "line": 500}
+
+
+BIG_ID = 1234567890123456789  # past 2**53: as a float it would be 1.2345678901234568e+18
+
+
+@pytest.mark.parametrize("out_name", ["out.jsonl", "out.csv", "out.parquet"])
+def test_a_large_integer_id_beside_a_missing_one_keeps_every_digit(
+    model: TriageModel, tmp_path: Path, out_name: str
+) -> None:
+    source = jsonl(
+        tmp_path / "in.jsonl",
+        [{"id": BIG_ID, "text": "card never arrived"}, {"id": None, "text": "top up failed"}, {"text": "x"}],
+    )
+    score_file(model, source, tmp_path / out_name, batch_rows=10)
+    if out_name.endswith(".parquet"):
+        ids = pd.read_parquet(tmp_path / out_name)["id"].tolist()
+    elif out_name.endswith(".jsonl"):
+        ids = [json.loads(line)["id"] for line in (tmp_path / out_name).read_text().splitlines()]
+    else:
+        ids = pd.read_csv(tmp_path / out_name, dtype=str)["id"].tolist()
+        ids = [None if isinstance(i, float) else i for i in ids]
+    assert ids == [str(BIG_ID), None, None]

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from deskpilot.batch import ray_engine
+from deskpilot.batch.parts import InputLayout
 from deskpilot.batch.predictor import FramePredictor
 from deskpilot.batch.ray_engine import RayOptions, score_with_ray
 from deskpilot.config import Settings
@@ -150,3 +151,80 @@ def test_a_missing_ray_is_reported_with_the_extra_before_the_model_loads(
     job = BatchJob("models:/m/1", tickets, tmp_path / "out", engine="ray")
     with pytest.raises(BatchEngineUnavailableError, match=r"pip install 'deskpilot\[ray\]'"):
         score_batch(Settings(home=tmp_path / "home"), job, registry=NoLoading())  # type: ignore[arg-type]
+
+
+def layout_of(parts: list[Path], fmt: str, rows: int = 3) -> InputLayout:
+    return InputLayout(tuple(parts), fmt, has_id=False, header=None, rows=rows)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("fmt", "suffixes"), [("parquet", [".parquet", ".pq"]), ("jsonl", [".ndjson"])])
+def test_every_suffix_the_parts_accept_is_read_by_ray(fmt: str, suffixes: list[str]) -> None:
+    calls: list[dict[str, Any]] = []
+
+    class Data:
+        def read_parquet(self, paths: list[str], **kwargs: Any) -> str:
+            calls.append({"paths": paths, **kwargs})
+            return "dataset"
+
+        read_json = read_parquet
+
+    class Ray:
+        data = Data()
+
+    parts = [Path(f"in/part{suffix}") for suffix in suffixes]
+    assert ray_engine._read(Ray(), layout_of(parts, fmt)) == "dataset"
+    assert calls[0]["paths"] == [str(p) for p in parts]
+    # Ray's default filters drop .pq and .ndjson
+    assert set(calls[0]["file_extensions"]) >= {suffix[1:] for suffix in suffixes}
+
+
+def test_an_error_setting_up_the_read_is_a_format_error() -> None:
+    class Data:
+        def read_parquet(self, paths: list[str], **kwargs: Any) -> None:
+            raise ValueError("No input files found to read with the following file extensions")
+
+    class Ray:
+        data = Data()
+
+    with pytest.raises(DataFormatError, match=r"x\.pq: Ray cannot read the input: No input files"):
+        ray_engine._read(Ray(), layout_of([Path("x.pq")], "parquet"))
+
+
+@pytest.mark.parametrize(
+    ("rows", "reason"), [(2, "the workers wrote fewer"), (4, "some rows were written more than once")]
+)
+def test_written_rows_must_match_the_input_exactly(rows: int, reason: str) -> None:
+    with pytest.raises(UsageError, match=rf"hold {rows} of the input's 3 rows; {reason}"):
+        ray_engine._check_complete(rows, layout_of([Path("a.csv")], "csv"), Path("out"), RayOptions())
+    ray_engine._check_complete(3, layout_of([Path("a.csv")], "csv"), Path("out"), RayOptions())
+
+
+def test_encoders_unpickled_in_an_actor_run_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deskpilot.models import encoder
+
+    started: list[int] = []
+    monkeypatch.setattr(encoder.OnnxSentenceEncoder, "_start", lambda self, *a: started.append(self.threads))
+    monkeypatch.setattr(encoder.Tokenizer, "from_str", staticmethod(lambda text: None))
+    state = {
+        "model_path": None,
+        "tokenizer_path": Path("tokenizer.json"),
+        "max_length": 8,
+        "batch_size": 2,
+        "threads": 0,
+        "graph": b"graph",
+        "tokenizer": "{}",
+        "kept_bytes": True,
+    }
+    encoder.OnnxSentenceEncoder.__new__(encoder.OnnxSentenceEncoder).__setstate__(state)
+    with encoder.threads_when_unpickled(1):
+        encoder.OnnxSentenceEncoder.__new__(encoder.OnnxSentenceEncoder).__setstate__(state)
+    encoder.OnnxSentenceEncoder.__new__(encoder.OnnxSentenceEncoder).__setstate__(state)
+    assert started == [0, 1, 0]  # local behaviour unchanged outside the block
+
+
+def test_actor_batches_keep_large_integer_ids_whole() -> None:
+    import pyarrow as pa
+
+    batch = pa.table({"id": pa.array([1234567890123456789, None], pa.int64()), "text": ["a", None]})
+    frame = ray_engine._to_frame(batch)
+    assert [None if v is pd.NA else str(v) for v in frame["id"]] == ["1234567890123456789", None]

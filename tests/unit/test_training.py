@@ -84,3 +84,70 @@ def test_registered_model_loads_and_predicts_the_same(snapshot: Snapshot, tmp_pa
     loaded = registry.load(ModelRef.parse(run.version.uri))
     texts = snapshot.frame["text"].head(5).tolist()
     assert [p.intent for p in loaded.predict(texts)] == [p.intent for p in run.result.model.predict(texts)]
+
+
+def test_a_champion_whose_split_cannot_be_rebuilt_has_unknown_rows(snapshot: Snapshot) -> None:
+    from deskpilot.errors import SnapshotError
+    from deskpilot.training.seen import model_split, seen_by
+
+    lineage = dict(train_on_snapshot(snapshot, TrainingConfig(family="tfidf", seed=0)).model.manifest.lineage)
+    assert seen_by(lineage, lambda _digest: snapshot).keys is not None
+    other = {**lineage, "evaluation_split": {**lineage["evaluation_split"], "identity": "0" * 64}}
+    seen = seen_by(other, lambda _digest: snapshot)
+    assert seen.keys is None  # never counted unseen on a guess
+    assert seen.why_unknown == "its split cannot be rebuilt: identity mismatch"
+    with pytest.raises(SnapshotError, match="identity mismatch"):
+        model_split(snapshot, other)
+
+
+def test_a_champion_that_knows_none_of_the_evaluation_labels_fails_the_gate_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    frame = bundled_subset(labels=8, per_label=30)
+    labels = sorted(frame["label"].unique())
+    store = SnapshotStore(tmp_path / "snaps")
+    snapshots = []
+    for part, name in ((labels[:4], "old.csv"), (labels[4:], "new.csv")):
+        path = tmp_path / name
+        frame[frame["label"].isin(part)].to_csv(path, index=False)
+        table = read_table(path)
+        snapshots.append(store.create(table, validate_table(table, DataContract()), NoRedaction()))
+    registry = InMemoryRegistry()
+    first = train_and_register(snapshots[0], TrainingConfig(family="tfidf"), registry, name="m")
+    assert first.became_champion
+    run = train_and_register(snapshots[1], TrainingConfig(family="tfidf"), registry, name="m")
+    assert not run.decision.passed
+    assert run.champion_evaluation is None
+    assert run.evaluation.data["rows"] == run.result.split.evaluation.size
+    failed = [r for r in run.decision.failures if r.kind == "relative"]
+    assert failed
+    assert all("knows" in r.detail and "cannot be compared" in r.detail for r in failed)
+    assert run.decision.champion is not None
+    assert run.decision.champion["comparison_unseen_by_both"] is False
+
+
+def test_retrain_carries_an_exclusion_forward_only_while_its_audit_is_unchanged(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    from deskpilot.workflows.feedback.retrain import carried_exclusion
+
+    audit = tmp_path / "label_audit.json"
+    audit.write_text(json.dumps({"rows": 3, "flagged": [{"key": "0123456789abcdef", "given_label": "a"}]}))
+    digest = hashlib.sha256(audit.read_bytes()).hexdigest()
+    lineage = {"excluded": {"source": str(audit), "sha256": digest, "flagged": 1}}
+    assert carried_exclusion({}) == (None, None)  # nothing was excluded: nothing to carry
+    exclude, dropped = carried_exclusion(lineage)
+    assert dropped is None
+    assert exclude is not None
+    assert exclude.pairs == frozenset({("0123456789abcdef", "a")})
+    audit.write_text(json.dumps({"rows": 3, "flagged": []}))
+    exclude, dropped = carried_exclusion(lineage)
+    assert exclude is None
+    assert dropped is not None
+    assert "changed since the champion was trained" in dropped["reason"]
+    audit.unlink()
+    exclude, dropped = carried_exclusion(lineage)
+    assert exclude is None
+    assert dropped is not None
+    assert "cannot be read" in dropped["reason"]

@@ -10,10 +10,12 @@ part's rows exactly, so that a job whose written parts hold fewer rows than its 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -35,6 +37,7 @@ class InputLayout:
     header: tuple[str, ...] | None
     rows: int | None
     has_label: bool = False
+    skip_rows: int = 1  # CSV/TSV: lines before the first data row (blank lines above the header, the header)
 
 
 def input_parts(path: Path) -> list[Path]:
@@ -82,6 +85,7 @@ def inspect_parts(
     wanted = [text_column] + [c for c in (id_column, label_column) if c is not None]
     has_id = has_label = False
     first_header: tuple[str, ...] | None = None
+    first_skip = 1
     rows = 0
     for part in parts:
         if fmt == "jsonl":
@@ -91,8 +95,15 @@ def inspect_parts(
             columns = tuple(_parquet_file(part).schema_arrow.names)
         else:
             columns = _csv_header(part)
+            skip = header_skip_rows(part)
             if first_header is None:
-                first_header = columns
+                first_header, first_skip = columns, skip
+            elif one_header and skip != first_skip:
+                raise DataFormatError(
+                    f"{part}: its header is on line {skip}, that of {parts[0].name} on line {first_skip}; "
+                    "the Ray engine reads the parts as one table: remove the blank lines above the headers",
+                    details={"file": str(part), "header_line": skip, "expected": first_skip},
+                )
             elif one_header and columns != first_header:
                 raise DataFormatError(
                     f"{part}: its header ({', '.join(columns)}) differs from that of {parts[0].name} "
@@ -110,21 +121,24 @@ def inspect_parts(
         has_label = has_label or (label_column is not None and label_column in columns)
         if count:
             rows += count_part(part, fmt, first_header)
-    return InputLayout(tuple(parts), fmt, has_id, first_header, rows if count else None, has_label)
+    return InputLayout(
+        tuple(parts), fmt, has_id, first_header, rows if count else None, has_label, first_skip
+    )
 
 
 def count_part(part: Path, fmt: Format, header: Sequence[str] | None) -> int:
     """The exact number of rows a reader gets from ``part``: Parquet from its metadata, JSONL as its non-blank
-    lines (one object per line), CSV/TSV parsed as the Ray engine parses them (quoted newlines included)."""
+    lines (each parsed: one object per line, a bad line refused naming the file and the line), CSV/TSV parsed
+    as the Ray engine parses them (quoted newlines included)."""
     if fmt == "parquet":
         return int(_parquet_file(part).metadata.num_rows)
     if fmt == "jsonl":
-        return sum(1 for line in _lines(part) if line.strip())
+        return _count_jsonl(part)
     rows = 0
     try:
         with pacsv.open_csv(
             str(part),
-            read_options=csv_read_options(header or _csv_header(part)),
+            read_options=csv_read_options(header or _csv_header(part), header_skip_rows(part)),
             parse_options=csv_parse_options(fmt),
             convert_options=csv_convert_options(header or _csv_header(part)),
         ) as reader:
@@ -138,9 +152,21 @@ def count_part(part: Path, fmt: Format, header: Sequence[str] | None) -> int:
     return rows
 
 
-def csv_read_options(header: Sequence[str]) -> pacsv.ReadOptions:
-    """The header row skipped and replaced by the names pandas reads (what the local engine sees)."""
-    return pacsv.ReadOptions(column_names=list(header), skip_rows=1)
+def csv_read_options(header: Sequence[str], skip_rows: int = 1) -> pacsv.ReadOptions:
+    """The header row (and any blank lines above it, see :func:`header_skip_rows`) skipped and replaced by
+    the names pandas reads (what the local engine sees)."""
+    return pacsv.ReadOptions(column_names=list(header), skip_rows=skip_rows)
+
+
+def header_skip_rows(part: Path) -> int:
+    """The lines Arrow must skip to reach the first data row: pandas skips blank lines above the header and
+    reads the header from the first non-blank line, while Arrow's ``skip_rows`` counts every line."""
+    skip = 0
+    for line in _lines(part):
+        skip += 1
+        if line.lstrip(b"\xef\xbb\xbf").strip():
+            return skip
+    return max(skip, 1)
 
 
 def csv_parse_options(fmt: Format) -> pacsv.ParseOptions:
@@ -202,6 +228,50 @@ def check_output_location(input_path: Path, output_path: Path) -> Path:
             details={"file": str(output_path), "input": str(input_path)},
         )
     return target
+
+
+def iter_jsonl_frames(part: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
+    """A JSONL part in frames of at most ``batch_rows`` records, every column as Python objects: an integer
+    id stays an int (pandas' reader turns integers beside a null into floats, so an id past 2**53 would lose
+    digits); a bad line is refused naming the file and the line."""
+    records: list[dict[str, Any]] = []
+    with part.open("rb") as handle:
+        for record in _jsonl_records(part, handle):
+            records.append(record)
+            if len(records) == batch_rows:
+                yield pd.DataFrame(records, dtype=object)
+                records = []
+    if records:
+        yield pd.DataFrame(records, dtype=object)
+
+
+def _count_jsonl(part: Path) -> int:
+    with part.open("rb") as handle:  # not _lines: a refusal must not leave the file open
+        return sum(1 for _ in _jsonl_records(part, handle))
+
+
+def _jsonl_records(part: Path, lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8-sig" if number == 1 else "utf-8"))
+        except UnicodeDecodeError as exc:
+            raise DataFormatError(
+                f"{part}: line {number}: bytes that are not UTF-8 (save the file as UTF-8)",
+                details={"file": str(part), "line": number},
+            ) from exc
+        except ValueError as exc:
+            raise DataFormatError(
+                f"{part}: line {number}: not valid JSON ({exc})",
+                details={"file": str(part), "line": number},
+            ) from exc
+        if not isinstance(record, dict):
+            raise DataFormatError(
+                f"{part}: line {number}: a JSON {type(record).__name__}, not an object (one record per line)",
+                details={"file": str(part), "line": number},
+            )
+        yield record
 
 
 def _has_key(line: bytes, key: str) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from deskpilot.batch.parts import check_output_location, input_parts, inspect_parts
+from deskpilot.batch.parts import check_output_location, input_parts, inspect_parts, iter_jsonl_frames
 from deskpilot.batch.predictor import FramePredictor, to_arrow
 from deskpilot.data.io import detect_format, iter_batches
 from deskpilot.domain import Route
@@ -68,7 +68,13 @@ def score_file(
     rows = auto = unscorable = 0
     with _atomic_output(output_path) as tmp, _Writer(tmp, out_format) as writer:
         for part in parts:
-            for chunk in iter_batches(part, batch_rows):
+            # JSONL by the batch reader: an integer id beside a null must not pass through a float
+            chunks = (
+                iter_jsonl_frames(part, batch_rows)
+                if layout.format == "jsonl"
+                else iter_batches(part, batch_rows)
+            )
+            for chunk in chunks:
                 scored = predictor(chunk, str(part))
                 writer.write(scored)
                 rows += len(scored)

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -47,6 +48,7 @@ from deskpilot.batch.parts import (
 )
 from deskpilot.batch.predict import BatchSummary
 from deskpilot.batch.predictor import FramePredictor
+from deskpilot.data.io import FORMATS_BY_SUFFIX
 from deskpilot.domain import Route
 from deskpilot.errors import BatchEngineUnavailableError, DataFormatError, DeskPilotError, UsageError
 
@@ -110,7 +112,7 @@ def score_with_ray(
                 _RayPredictor,
                 fn_constructor_kwargs={"boxed": [reference]},
                 batch_size=batch_rows,
-                batch_format="pandas",
+                batch_format="pyarrow",  # to pandas in the actor, integers kept whole (see _to_frame)
                 # one batch at a time per actor: with more in flight, Ray 2.60 was seen to emit a batch
                 # after later ones even with preserve_order
                 compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
@@ -156,10 +158,29 @@ class _RayPredictor:
     def __init__(self, boxed: list[Any]) -> None:
         import ray  # in the actor's process
 
-        self._predictor: FramePredictor = ray.get(boxed[0])  # boxed: Ray leaves a ref in a list as it is
+        from deskpilot.models.encoder import threads_when_unpickled
 
-    def __call__(self, batch: Any) -> pa.Table:
-        return self._predictor.table(batch)
+        # the actor holds one CPU: its ONNX Runtime sessions get one thread, not one per core of the machine
+        with threads_when_unpickled(1):
+            self._predictor: FramePredictor = ray.get(boxed[0])  # boxed: Ray leaves a ref in a list as it is
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self._predictor.table(_to_frame(batch))
+
+
+def _to_frame(batch: pa.Table) -> pd.DataFrame:
+    """An Arrow batch as pandas with integer columns nullable: Ray's own pandas batches turn an integer
+    column with a null into floats, and an id past 2**53 would then be written with lost digits."""
+    frame: pd.DataFrame = batch.to_pandas(types_mapper=_nullable_integer)
+    return frame
+
+
+def _nullable_integer(dtype: pa.DataType) -> Any:
+    if pa.types.is_signed_integer(dtype):
+        return pd.Int64Dtype()
+    if pa.types.is_unsigned_integer(dtype):
+        return pd.UInt64Dtype()
+    return None
 
 
 @contextlib.contextmanager
@@ -233,19 +254,38 @@ def _is_ray(exc: BaseException) -> bool:
 
 
 def _read(ray: Any, layout: InputLayout) -> Any:
-    """The parts as a Ray dataset; CSV cells as text, with the header as the local engine reads it."""
+    """The parts as a Ray dataset; CSV cells as text, with the header as the local engine reads it.
+
+    ``file_extensions``: every suffix DeskPilot accepts for the format, and those of the parts themselves;
+    Ray's default filters know neither ``.pq`` nor ``.ndjson`` (a ``.pq`` file alone is refused, and one
+    beside ``.parquet`` parts silently dropped), and its Parquet reader takes ``None`` for its default.
+    A failure to set up the read is a :class:`DataFormatError`."""
     paths = [str(part) for part in layout.parts]
-    if layout.format == "parquet":
-        return ray.data.read_parquet(paths)
-    if layout.format == "jsonl":
-        return ray.data.read_json(paths, lines=True)
-    header = layout.header or ()
-    return ray.data.read_csv(
-        paths,
-        read_options=csv_read_options(header),
-        parse_options=csv_parse_options(layout.format),
-        convert_options=csv_convert_options(header),
+    extensions = sorted(
+        {suffix[1:] for suffix, fmt in FORMATS_BY_SUFFIX.items() if fmt == layout.format}
+        | {part.suffix[1:] for part in layout.parts}
     )
+    try:
+        if layout.format == "parquet":
+            return ray.data.read_parquet(paths, file_extensions=extensions)
+        if layout.format == "jsonl":
+            return ray.data.read_json(paths, lines=True, file_extensions=extensions)
+        header = layout.header or ()
+        return ray.data.read_csv(
+            paths,
+            read_options=csv_read_options(header, layout.skip_rows),
+            parse_options=csv_parse_options(layout.format),
+            convert_options=csv_convert_options(header),
+            file_extensions=extensions,
+        )
+    except DeskPilotError:
+        raise
+    except Exception as exc:
+        where = paths[0] if len(paths) == 1 else f"{len(paths)} parts ({paths[0]}, ...)"
+        raise DataFormatError(
+            f"{where}: Ray cannot read the input: {arrow_reason(exc)}",
+            details={"files": paths, "reason": str(exc).strip()},
+        ) from exc
 
 
 def _check_output(input_path: Path, output_dir: Path) -> Path:
@@ -265,16 +305,20 @@ def _check_output(input_path: Path, output_dir: Path) -> Path:
 
 
 def _check_complete(rows: int, layout: InputLayout, output_dir: Path, options: RayOptions) -> None:
-    """Refuse to replace the output with parts that miss rows: with a cluster, workers whose output folder
-    is on their own disks write parts this machine never sees."""
+    """Refuse to replace the output with parts that miss rows (with a cluster, workers whose output folder
+    is on their own disks write parts this machine never sees) or that hold more (a row written twice)."""
     expected = layout.rows or 0
-    if rows >= expected:
+    if rows == expected:
         return
-    where = (
-        f"the output folder must be on storage every node of {options.address} shares (a network file system)"
-        if options.address
-        else "the workers wrote fewer rows than they read"
-    )
+    if rows > expected:
+        where = "some rows were written more than once"
+    elif options.address:
+        where = (
+            f"the output folder must be on storage every node of {options.address} shares "
+            "(a network file system)"
+        )
+    else:
+        where = "the workers wrote fewer rows than they read"
     raise UsageError(
         f"{output_dir}: the written parts hold {rows:,} of the input's {expected:,} rows; {where}. "
         "The previous output, if any, is kept",

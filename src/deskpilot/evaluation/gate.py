@@ -176,14 +176,16 @@ def decide(
     unmatched_champion: dict[str, Any] | None = None,
 ) -> GateDecision:
     """Apply ``policy``. ``rows`` says which rows the two evaluations cover; ``unmatched_champion`` names a
-    champion that could not be compared because it trained on every row offered (its relative rules fail)."""
+    champion that could not be compared (its relative rules fail): it trained on every row offered, or its
+    ``unmatched_reason`` says why (a champion that knows none of the evaluation labels)."""
     rules = [_absolute(challenger, limit, higher_is_better=True) for limit in policy.floors]
     rules += [_absolute(challenger, limit, higher_is_better=False) for limit in policy.ceilings]
     compared = 0
     champion_info = dict(champion.model) if champion is not None else unmatched_champion
     if champion is None and unmatched_champion is not None:
-        detail = (
-            "no rows that neither model trained on: the champion trained on every row offered; gate on "
+        detail = str(
+            unmatched_champion.get("unmatched_reason")
+            or "no rows that neither model trained on: the champion trained on every row offered; gate on "
             "held-out data (`deskpilot gate --data FILE`)"
         )
         rules += [

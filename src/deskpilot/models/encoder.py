@@ -6,8 +6,9 @@ support messages then cost a fraction of a fixed-length pass. The graph itself m
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,18 @@ from deskpilot.errors import ArtifactError
 ENCODER_FILE = "encoder.onnx"
 ENCODER_INT8_FILE = "encoder.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
+_UNPICKLED_THREADS: list[int | None] = [None]  # see threads_when_unpickled
+
+
+@contextlib.contextmanager
+def threads_when_unpickled(threads: int) -> Iterator[None]:
+    """Encoders unpickled inside this block run ``threads`` ONNX Runtime threads, whatever they were built
+    with: a Ray actor holds one CPU, and a session as wide as the machine in each actor oversubscribes it."""
+    before, _UNPICKLED_THREADS[0] = _UNPICKLED_THREADS[0], threads
+    try:
+        yield
+    finally:
+        _UNPICKLED_THREADS[0] = before
 
 
 class OnnxSentenceEncoder:
@@ -97,7 +110,8 @@ class OnnxSentenceEncoder:
         self.tokenizer_path = state["tokenizer_path"]
         self.max_length = state["max_length"]
         self.batch_size = state["batch_size"]
-        self.threads = state["threads"]
+        override = _UNPICKLED_THREADS[0]
+        self.threads = state["threads"] if override is None else override
         here = self.model_path is not None and self.model_path.is_file()
         # bytes are kept only where no file has them, so that this copy can be pickled again
         self._model_bytes = state["graph"] if state["kept_bytes"] or not here else None

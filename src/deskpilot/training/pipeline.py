@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -54,7 +55,8 @@ class RegisteredRun:
     evaluation: Evaluation
     decision: GateDecision
     alias: str | None  # champion, challenger, or None when the gate failed
-    champion_evaluation: Evaluation | None = None  # the champion on the same rows, when there is one
+    champion_evaluation: Evaluation | None = None  # the champion on the gate's rows, when there is one
+    compared_evaluation: Evaluation | None = None  # the new version on the gate's rows, when there is one
 
     @property
     def became_champion(self) -> bool:
@@ -117,6 +119,55 @@ def _plan(
     return _Plan(kept, account)
 
 
+@dataclass(frozen=True)
+class _Gate:
+    """The evaluations the gate compares: both models on the plan's rows."""
+
+    challenger: Evaluation
+    champion: Evaluation | None
+    champion_info: dict[str, Any] | None
+    unmatched: bool
+
+
+def _gate_evaluations(
+    snapshot: Snapshot,
+    plan: _Plan,
+    data: EvaluationData,
+    evaluation: Evaluation,
+    result: TrainingResult,
+    champion_model: TriageModel | None,
+    champion_ref: ModelRef | None,
+    evaluate_on: Callable[[TriageModel, EvaluationData, dict[str, Any]], Evaluation],
+    say: Progress,
+) -> _Gate:
+    """Both models on the plan's rows. The new version's evaluation on its whole split is reused when the
+    plan keeps every row; otherwise it is evaluated again on the subset, so the pair stays paired. A champion
+    that cannot be scored on them (it knows none of their labels) is unmatched, with the reason."""
+    if champion_ref is None or champion_model is None:
+        return _Gate(evaluation, None, None, unmatched=False)
+    info: dict[str, Any] = {
+        "name": champion_ref.name,
+        "uri": champion_ref.uri,
+        **_comparison_note(result.model, champion_model, plan),
+    }
+    if plan.unmatched:
+        return _Gate(evaluation, None, info, unmatched=True)
+    subset = plan.rows.size < result.split.evaluation.size
+    compared_data = evaluation_data(snapshot, plan.rows) if subset else data
+    say(f"evaluate the champion {champion_ref.uri} on the same messages")
+    try:
+        champion = evaluate_on(champion_model, compared_data, info)
+    except ValueError as exc:  # it knows none of the evaluation labels: there is nothing to compare
+        reason = f"the champion {champion_ref.uri} cannot be compared on these rows: {exc}"
+        info = {**info, "comparison_unseen_by_both": False, "unmatched_reason": reason}
+        return _Gate(evaluation, None, info, unmatched=True)
+    if not subset:
+        return _Gate(evaluation, champion, info, unmatched=False)
+    say(f"evaluate the new version on the same {len(compared_data.texts):,} messages")
+    challenger = evaluate_on(result.model, compared_data, {"name": champion_ref.name, "uri": None})
+    return _Gate(challenger, champion, info, unmatched=False)
+
+
 def train_and_register(
     snapshot: Snapshot,
     config: TrainingConfig,
@@ -137,31 +188,35 @@ def train_and_register(
     champion_ref = ModelRef(name, version=champion_version) if champion_version is not None else None
     champion_model = registry.load(champion_ref) if champion_ref is not None else None
     plan = _plan(snapshot, result, champion_model, snapshots)
-    data = evaluation_data(snapshot, plan.rows)
     options = EvaluationOptions(
         n_boot=policy.bootstrap, seed=config.seed, per_class_min_support=policy.per_class_min_support
     )
+    # The version's own record is always its whole frozen evaluation split, whatever the champion saw.
+    data = evaluation_data(snapshot, result.split.evaluation)
     say(f"evaluate on {len(data.texts):,} messages of the frozen evaluation split")
     evaluation = evaluate(
         result.model, data, model_info={"name": name, "uri": None}, suite=suite, options=options
     )
-    champion_eval = None
-    champion_info: dict[str, Any] | None = None
-    if champion_ref is not None and champion_model is not None:
-        note = _comparison_note(result.model, champion_model, plan)
-        champion_info = {"name": name, "uri": champion_ref.uri, **note}
-        if not plan.unmatched:
-            say(f"evaluate the champion {champion_ref.uri} on the same messages")
-            champion_eval = evaluate(
-                champion_model, data, model_info=champion_info, suite=suite, options=options
-            )
-    decision = decide(
+    gate = _gate_evaluations(
+        snapshot,
+        plan,
+        data,
         evaluation,
+        result,
+        champion_model,
+        champion_ref,
+        lambda model, rows, info: evaluate(model, rows, model_info=info, suite=suite, options=options),
+        say,
+    )
+    compared, champion_eval, champion_info = gate.challenger, gate.champion, gate.champion_info
+    unmatched = gate.unmatched
+    decision = decide(
+        compared,
         champion_eval,
         policy,
         seed=config.seed,
         rows=plan.compared,
-        unmatched_champion=champion_info if plan.unmatched else None,
+        unmatched_champion=champion_info if unmatched else None,
     )
     say(f"gate: {decision.outcome} ({decision.reason()})")
     say(f"register as {name}")
@@ -172,6 +227,7 @@ def train_and_register(
         record=_run_record(snapshot, config, result, evaluation, decision, environment),
     )
     evaluation.model["uri"] = version.uri
+    compared.model["uri"] = version.uri
     decision = replace(decision, challenger={**decision.challenger, "uri": version.uri})
     card = render_model_card(
         title=version.uri,
@@ -183,7 +239,11 @@ def train_and_register(
         label_counts=snapshot.metadata.label_counts,
         decision=decision,
     )
-    title = f"{version.uri} ({config.family}) on its validation split"
+    title = f"{version.uri} ({config.family}) on its frozen evaluation split"
+    reported = evaluation
+    if compared is not evaluation:  # the report shows the gate's paired comparison, on the rows it used
+        reported = compared
+        title += f" ({compared.data['rows']:,} rows the champion did not train on)"
     registry.annotate(
         name,
         version.version,
@@ -191,8 +251,8 @@ def train_and_register(
             MODEL_CARD: card,
             GATE_DECISION: json.dumps(decision.to_dict(), indent=2, default=str),
             EVALUATION: json.dumps(evaluation.to_dict(), indent=2, default=str),
-            REPORT_HTML: render_html(evaluation, champion_eval, decision, title=title),
-            REPORT_MD: render_markdown(evaluation, champion_eval, decision, title=title),
+            REPORT_HTML: render_html(reported, champion_eval, decision, title=title),
+            REPORT_MD: render_markdown(reported, champion_eval, decision, title=title),
         },
         description=card,
     )
@@ -207,6 +267,7 @@ def train_and_register(
         decision=decision,
         alias=alias,
         champion_evaluation=champion_eval,
+        compared_evaluation=compared if champion_eval is not None else None,
     )
 
 

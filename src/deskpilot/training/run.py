@@ -30,7 +30,7 @@ from deskpilot.data.splits import (
     split_around,
     text_keys,
 )
-from deskpilot.errors import TrainingError
+from deskpilot.errors import TrainingError, UsageError
 from deskpilot.evaluation.metrics import classification_metrics
 from deskpilot.evaluation.selective import DEFAULT_TARGET_PRECISION, pick_threshold
 from deskpilot.models.artifact import TriageModel
@@ -115,9 +115,14 @@ def train_on_snapshot(
     else:
         split = checked_split(config.split.split, snapshot, evaluation)
     train_rows = split.train
+    matched = 0
     if config.exclude is not None:
+        matched = _matched_flags(frame, config.exclude)
         train_rows = _without_excluded(frame, train_rows, config.exclude)
-        say(f"leave out {split.train.size - train_rows.size:,} flagged training rows")
+        say(
+            f"leave out {split.train.size - train_rows.size:,} flagged training rows "
+            f"({matched:,} of the audit's {len(config.exclude.pairs):,} flagged rows match this data)"
+        )
     train_texts = frame[TEXT].iloc[train_rows].tolist()
     train_labels = frame[LABEL].iloc[train_rows].tolist()
     val_texts = frame[TEXT].iloc[split.validation].tolist()
@@ -154,6 +159,7 @@ def train_on_snapshot(
     if config.exclude is not None:
         lineage["excluded"] = {
             **config.exclude.note,
+            "matched": matched,
             "train_rows_left_out": int(split.train.size - train_rows.size),
         }
     say("profile the reference data for the monitor")
@@ -172,6 +178,21 @@ def train_on_snapshot(
         model, routing, lineage=lineage, metrics=metrics, reference=reference.to_dict()
     )
     return TrainingResult(model=triage, metrics=metrics, split=split, fit_seconds=fit_seconds)
+
+
+def _matched_flags(frame: pd.DataFrame, exclude: ExcludedRows) -> int:
+    """How many of the flagged (text id, label) pairs are rows of ``frame``; a usage error when none is:
+    the audit was of other data, and leaving nothing out silently would pretend otherwise."""
+    present = set(zip(text_keys(frame[TEXT]), frame[LABEL].astype(str), strict=True))
+    matched = len(exclude.pairs & present)
+    if exclude.pairs and matched == 0:
+        source = exclude.note.get("source", "the label audit")
+        raise UsageError(
+            f"--exclude-flagged {source}: none of its {len(exclude.pairs):,} flagged rows (text and given "
+            "label) is a row of this data; was the audit run on another file?",
+            details={"file": str(source), "flagged": len(exclude.pairs)},
+        )
+    return matched
 
 
 def _without_excluded(frame: pd.DataFrame, rows: np.ndarray, exclude: ExcludedRows) -> np.ndarray:

@@ -23,6 +23,7 @@ from deskpilot.data.splits import (
     SPLIT_COLUMN,
     TRAIN,
     VALIDATION,
+    EvaluationSplit,
     Split,
     frozen_evaluation,
     split_around,
@@ -46,7 +47,7 @@ def model_split(snapshot: Snapshot, lineage: Mapping[str, Any]) -> Split:
     frame = snapshot.frame
     record = lineage.get("evaluation_split")
     if isinstance(record, dict):
-        evaluation = frozen_evaluation(snapshot, fraction=_fraction(record))
+        evaluation = rebuilt_evaluation(snapshot, lineage)
         return split_around(
             frame, evaluation, digest=snapshot.digest, seed=seed, validation_fraction=fraction
         )
@@ -74,6 +75,26 @@ def stored_split(snapshot: Snapshot, *, seed: int, validation_fraction: float) -
 
 def _fraction(record: Mapping[str, Any]) -> float:
     return float(record.get("fraction", DEFAULT_EVALUATION_FRACTION))
+
+
+IDENTITY_MISMATCH = "identity mismatch"
+
+
+def rebuilt_evaluation(snapshot: Snapshot, lineage: Mapping[str, Any]) -> EvaluationSplit:
+    """The frozen evaluation split a model with ``lineage`` was held out from, recomputed from its snapshot;
+    a :class:`SnapshotError` when the recomputed split is not the one its lineage records (another method,
+    normalization or fraction than the model's): its sides cannot be rebuilt then."""
+    record = lineage.get("evaluation_split")
+    fraction = _fraction(record) if isinstance(record, dict) else DEFAULT_EVALUATION_FRACTION
+    split = frozen_evaluation(snapshot, fraction=fraction)
+    recorded = evaluation_identity(lineage)
+    if recorded is not None and split.identity != recorded:
+        raise SnapshotError(
+            f"snapshot {snapshot.digest[:12]}: the evaluation split rebuilt from it is not the one the "
+            f"model's lineage records ({IDENTITY_MISMATCH})",
+            details={"expected": recorded, "actual": split.identity},
+        )
+    return split
 
 
 def evaluation_identity(lineage: Mapping[str, Any]) -> str | None:
@@ -109,12 +130,15 @@ def seen_by(lineage: Mapping[str, Any], snapshots: SnapshotLookup) -> Seen:
         return Seen(None, identity, why)
     frame = snapshot.frame
     keys = text_keys(frame[TEXT])
-    record = lineage.get("evaluation_split")
-    if identity is not None and isinstance(record, dict):
-        held_out = frozen_evaluation(snapshot, fraction=_fraction(record))
-        trained = ~np.isin(np.arange(len(frame)), held_out.rows)
-    else:
-        trained = np.isin(np.arange(len(frame)), model_split(snapshot, lineage).train)
+    try:
+        if identity is not None:
+            held_out = rebuilt_evaluation(snapshot, lineage)
+            trained = ~np.isin(np.arange(len(frame)), held_out.rows)
+        else:
+            trained = np.isin(np.arange(len(frame)), model_split(snapshot, lineage).train)
+    except SnapshotError as exc:  # never guess: rows it may have seen must not be counted unseen
+        why = IDENTITY_MISMATCH if IDENTITY_MISMATCH in str(exc) else str(exc)
+        return Seen(None, identity, f"its split cannot be rebuilt: {why}")
     return Seen(frozenset(str(k) for k in keys[trained]), identity)
 
 

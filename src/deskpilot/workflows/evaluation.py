@@ -8,7 +8,7 @@ the comparison onto every row; the decision then reports how many of them each m
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from deskpilot.evaluation.report import write_report
 from deskpilot.models.artifact import TriageModel
 from deskpilot.registry.base import CHAMPION, ModelRegistry, ModelVersion
 from deskpilot.store.audit import AuditAction
-from deskpilot.training.seen import Seen, seen_by, store_lookup
+from deskpilot.training.seen import Seen, evaluation_identity, seen_by, store_lookup
 from deskpilot.workflows.audit import AuditReceipt, AuditRecorder, open_audit
 from deskpilot.workflows.build import build_redactor, build_registry, load_policies, parse_model_uri
 from deskpilot.workflows.datasets import load_and_validate, require_valid
@@ -228,6 +228,14 @@ def gate_model(
     if champion_ref is not None:
         champion = evaluate_version(registry, champion_ref, rows, suite, options, model=champion_model)
     decision = decide(evaluation, champion, rules, seed=seed, rows=compared)
+    if decision.champion is not None and champion_model is not None:
+        ours = evaluation_identity(model.manifest.lineage)
+        note = {  # as ``train`` records them
+            "same_evaluation_split": ours is not None
+            and ours == evaluation_identity(champion_model.manifest.lineage),
+            "comparison_unseen_by_both": compared.unseen_by_both,
+        }
+        decision = replace(decision, champion={**decision.champion, **note})
     receipt = None
     if record and audit is not None:
         record_gate(registry, version, decision)

@@ -53,11 +53,20 @@ def resolve_model_uri(settings: Settings, uri: str) -> str:
     return uri
 
 
-def resolve_challenger(settings: Settings, registry: ModelRegistry, spec: str) -> str:
+def resolve_challenger(
+    settings: Settings, registry: ModelRegistry, spec: str, model_name: str | None = None
+) -> str:
     """``rollout`` is the rollout's current challenger; anything else as :func:`resolve_model_uri`. (The
-    ``@challenger`` alias is the latest candidate that passed its gate, not necessarily the one in shadow.)"""
+    ``@challenger`` alias is the latest candidate that passed its gate, not necessarily the one in shadow.)
+    ``model_name``: the model the job scores; the rollout (of the configured model) must be of that model."""
     if spec != ROLLOUT_CHALLENGER:
         return resolve_model_uri(settings, spec)
+    if model_name is not None and model_name != settings.model_name:
+        raise UsageError(
+            f"--challenger rollout: the rollout is that of {settings.model_name}, but --model names "
+            f"{model_name}; name the challenger (models:/NAME/VERSION) instead",
+            details={"model": model_name, "rollout_model": settings.model_name},
+        )
     from deskpilot.rollout.actions import read_state  # the rollout's modules only when asked for
 
     state = read_state(registry, settings.model_name)
@@ -90,9 +99,23 @@ def score_batch(
 
         require_ray()  # before the model is loaded: a missing extra should not cost a download
     registry = registry or build_registry(settings)
+    # aliases resolved once, to the versions that score and that the report names, even if the rollout
+    # moves an alias while the job runs
+    champion = registry.get(ref)
+    ref = ModelRef(champion.name, version=champion.version)
     challenger_ref = None
+    challenger_uri = None
     if job.challenger_uri is not None:
-        challenger_ref = parse_model_uri(resolve_challenger(settings, registry, job.challenger_uri))
+        spec = parse_model_uri(resolve_challenger(settings, registry, job.challenger_uri, ref.name))
+        challenger = registry.get(spec)
+        challenger_ref = ModelRef(challenger.name, version=challenger.version)
+        challenger_uri = challenger.uri
+        if challenger_ref == ref:
+            raise UsageError(
+                f"--challenger {job.challenger_uri}: the challenger is the same version as the model "
+                f"({champion.uri}); compare two different versions",
+                details={"model": champion.uri, "challenger": challenger_uri},
+            )
     predictor = FramePredictor(
         registry.load(ref),
         text_column=job.text_column,
@@ -114,13 +137,9 @@ def score_batch(
         summary = score_file(
             predictor, job.input_path, job.output_path, batch_rows=job.batch_rows, on_rows=on_rows
         )
-    if challenger_ref is None:
+    if challenger_uri is None:
         return summary
-    comparison = compare_output(
-        job.output_path,
-        champion=registry.get(ref).uri,
-        challenger=registry.get(challenger_ref).uri,
-    )
+    comparison = compare_output(job.output_path, champion=champion.uri, challenger=challenger_uri)
     if job.report_dir is not None:
         write_comparison(comparison, job.report_dir)
     return replace(summary, comparison=comparison)

@@ -11,6 +11,7 @@ retrain has nothing to do. Exit statuses as ``gate``: 0 passed (or nothing to do
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +28,7 @@ from deskpilot.registry.base import ModelRegistry
 from deskpilot.store.audit import AuditAction
 from deskpilot.store.base import DecisionStore
 from deskpilot.training.pipeline import RegisteredRun
-from deskpilot.training.run import PresetSplit, Progress, TrainingConfig
+from deskpilot.training.run import ExcludedRows, PresetSplit, Progress, TrainingConfig
 from deskpilot.workflows.audit import AuditReceipt, AuditRecorder, open_audit
 from deskpilot.workflows.build import build_redactor, build_registry, existing_store_url, load_policies
 from deskpilot.workflows.evaluation import resolve_suite
@@ -49,6 +50,7 @@ from deskpilot.workflows.feedback.derive import (
 from deskpilot.workflows.feedback.guard import GuardOptions, GuardResult, apply_guard
 from deskpilot.workflows.feedback.report import change_report, metrics_report, render_markdown
 from deskpilot.workflows.feedback.verdicts import Reading, check_range, iso, read_verdicts, utc_now
+from deskpilot.workflows.label_audit import load_flagged
 from deskpilot.workflows.training import train_snapshot
 
 REPORT_JSON = "feedback_report.json"
@@ -145,6 +147,7 @@ def retrain_from_feedback(
         )
         return _finish(Status.DRY_RUN, message, report, request)
 
+    exclude, dropped = _carry_exclusion(base, report, say)
     audit = audit or open_audit(settings)
     already = len(audit.receipts)
     audit.ready(AuditAction.RETRAIN)  # before the snapshot and the training, not after
@@ -153,7 +156,10 @@ def retrain_from_feedback(
         frame,
         source=f"feedback:{base.snapshot.digest[:12]}+{iso(request.since) or 'start'}..{iso(until)}",
         redactions=reading.redactions,
-        lineage=_lineage(base, reading, guard, report, seed),
+        lineage={
+            **_lineage(base, reading, guard, report, seed),
+            **({"excluded_dropped": dropped} if dropped is not None else {}),
+        },
     )
     say(
         f"snapshot {snapshot.digest[:12]} ({snapshot.metadata.rows:,} rows: +{len(guard.added)}, "
@@ -169,6 +175,7 @@ def retrain_from_feedback(
         params=base.params if family == base.family else {},
         cache_dir=settings.encoder_cache_dir,
         split=PresetSplit(split, note),
+        exclude=exclude,
     )
     run, _ = train_snapshot(
         settings,
@@ -185,7 +192,7 @@ def retrain_from_feedback(
     report.update(
         uri=version.uri,
         snapshot=snapshot.digest,
-        metrics=metrics_report(run.evaluation, run.champion_evaluation),
+        metrics=metrics_report(run.compared_evaluation or run.evaluation, run.champion_evaluation),
         gate={"outcome": run.decision.outcome, "reason": run.decision.reason()},
     )
     registry.annotate(name, version.version, tags=_tags(base, reading, guard))
@@ -209,10 +216,46 @@ def retrain_from_feedback(
     message = f"{version.uri}: gate {run.decision.outcome}" + (
         f"; {report['shadow']}" if "shadow" in report else ""
     )
+    if dropped is not None:
+        message += f"; flagged rows no longer left out ({dropped['reason']})"
     done = _finish(status, message, report, request)
     return RetrainOutcome(
         status, message, report, run, snapshot, done.report_files, tuple(audit.receipts[already:])
     )
+
+
+def _carry_exclusion(
+    base: Base, report: dict[str, Any], say: Progress
+) -> tuple[ExcludedRows | None, dict[str, Any] | None]:
+    """:func:`carried_exclusion` of the champion, said and put in the report."""
+    exclude, dropped = carried_exclusion(base.lineage)
+    if exclude is not None:
+        report["excluded"] = exclude.note
+        say(f"carry forward --exclude-flagged {exclude.note['source']} from {base.version.uri}")
+    if dropped is not None:
+        report["excluded_dropped"] = dropped
+        say(f"the champion's --exclude-flagged is not carried forward: {dropped['reason']}")
+    return exclude, dropped
+
+
+def carried_exclusion(lineage: dict[str, Any]) -> tuple[ExcludedRows | None, dict[str, Any] | None]:
+    """The base model's ``train --exclude-flagged``, to leave the same rows out again: loaded anew from its
+    audit file when that file is still there, unchanged (same SHA-256). Otherwise no exclusion, and why it
+    was dropped (recorded and printed, never silent). (None, None) when the base model excluded nothing."""
+    excluded = lineage.get("excluded")
+    if not isinstance(excluded, dict):
+        return None, None
+    source = excluded.get("source")
+    dropped = {"source": source, "sha256": excluded.get("sha256")}
+    if not isinstance(source, str) or not source:
+        return None, {**dropped, "reason": "the champion's lineage does not name its label audit file"}
+    try:
+        digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    except OSError as exc:
+        return None, {**dropped, "reason": f"its label audit {source} cannot be read ({exc.strerror or exc})"}
+    if digest != excluded.get("sha256"):
+        return None, {**dropped, "reason": f"its label audit {source} changed since the champion was trained"}
+    return load_flagged(Path(source)), None
 
 
 def _read(
