@@ -35,7 +35,6 @@ query texts not in the index, in two settings:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import socket
@@ -43,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +60,7 @@ from serve_bench import (
     ServerSpec,
     check_answer,
     deskpilot,
+    environment,
     free_port,
     http_get,
     http_post,
@@ -132,21 +131,6 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", a
 
 def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-@contextlib.contextmanager
-def extra_env(values: dict[str, str]) -> Iterator[None]:
-    """``start_server`` copies os.environ: set what one server should see, then put it back."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 # ------------------------------------------------------------------------------------------------ setup
@@ -337,7 +321,7 @@ def bench_suggest(ctx: dict[str, Any], args: argparse.Namespace, tfidf: str) -> 
         }
         stub_ps = psutil.Process(stub.pid)
         for name, env in settings.items():
-            with extra_env(env):
+            with environment(env):
                 server = start_server(
                     ServerSpec(f"DeskPilot suggest {name}", "deskpilot"),
                     ctx["home"],

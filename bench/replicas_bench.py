@@ -67,6 +67,7 @@ from serve_bench import (
     check_answer,
     deskpilot,
     deskpilot_metrics,
+    environment,
     free_port,
     http_get,
     prepare,
@@ -102,21 +103,6 @@ def fresh_database(base: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-@contextlib.contextmanager
-def env_set(values: dict[str, str]) -> Iterator[None]:
-    """``start_server`` and ``deskpilot`` copy os.environ: set what they should see, then restore it."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def nginx_conf(work: Path, port: int, upstreams: list[int], limits: str) -> tuple[str, list[str]]:
@@ -316,7 +302,7 @@ def main() -> None:  # noqa: PLR0915
         }
         shared = work / "replicas-home"  # one home for both, as compose.yaml's deskpilot-home volume
         shared.mkdir()
-        with env_set(common):
+        with environment(common):
             deskpilot(shared, "store", "migrate")
             key = json.loads(
                 deskpilot(shared, "keys", "create", "--tenant", TENANT, "--label", "replicas", "--json")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.helpers import WriteRows
+from tests.helpers import WriteRows, fresh_database
 
 
 @pytest.fixture
@@ -54,20 +53,8 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("DESKPILOT_REQUIRE_POSTGRES"):
             pytest.fail("DESKPILOT_REQUIRE_POSTGRES is set but DESKPILOT_TEST_DATABASE_URL is not")
         pytest.skip("no PostgreSQL: DESKPILOT_TEST_DATABASE_URL is not set")
-    import sqlalchemy as sa
-    from sqlalchemy.pool import NullPool
-
-    url = sa.make_url(base)
-    name = f"{url.database}_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(base) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

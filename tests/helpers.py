@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +77,23 @@ def run_cli(*args: str | Path, home: Path, stdin: str | None = None) -> subproce
         timeout=600,
         check=False,
     )
+
+
+@contextmanager
+def fresh_database(base: str, tag: str = "") -> Iterator[str]:
+    """An empty PostgreSQL database beside the one ``base`` names (its role needs CREATEDB), dropped
+    afterwards; its name carries ``tag`` to tell whose it was."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    url = sa.make_url(base)
+    name = f"{url.database}_{tag}{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

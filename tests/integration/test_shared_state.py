@@ -41,7 +41,7 @@ from deskpilot.store.sql import SqlStore
 from deskpilot.training.pipeline import train_and_register
 from deskpilot.training.run import TrainingConfig
 from deskpilot.workflows import rollout as rollout_flow
-from tests.helpers import DESKPILOT, REPO_ROOT, NoRedaction, bundled_subset
+from tests.helpers import DESKPILOT, REPO_ROOT, NoRedaction, bundled_subset, fresh_database
 from tests.integration.api_fixtures import ACME_KEY, MODEL
 from tests.live_server import free_port
 
@@ -91,25 +91,6 @@ class Cluster:
     registry: MlflowRegistry
     versions: tuple[str, ...]
     operator: Settings  # what an operator's CLI on another machine would have
-
-
-@contextmanager
-def fresh_database(base: str) -> Iterator[str]:
-    """An empty database beside the one ``base`` names, dropped afterwards (its role needs CREATEDB)."""
-    import sqlalchemy as sa
-    from sqlalchemy.pool import NullPool
-
-    url = sa.make_url(base)
-    name = f"{url.database}_shared_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def clean_env(**values: str) -> dict[str, str]:
@@ -201,8 +182,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("shared")
     before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     with ExitStack() as stack:
-        backend = stack.enter_context(fresh_database(base))
-        store_url = stack.enter_context(fresh_database(base))
+        backend = stack.enter_context(fresh_database(base, "shared_"))
+        store_url = stack.enter_context(fresh_database(base, "shared_"))
         port = free_port()
         tracking_uri = f"http://127.0.0.1:{port}"
         server_args = [

@@ -11,7 +11,6 @@ import os
 import sqlite3
 import tarfile
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,7 +31,7 @@ from deskpilot.store.records import DecisionRecord
 from deskpilot.store.sql import SqlStore
 from deskpilot.workflows.audit import open_audit, verify_chain
 from deskpilot.workflows.backup import backup_store, restore_store
-from tests.helpers import run_cli
+from tests.helpers import fresh_database, run_cli
 
 AUDIT_KEY = "5e" * 32
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -432,17 +431,8 @@ def test_the_postgres_tools_are_found_by_version_and_never_see_the_password(
 @pytest.fixture
 def other_postgres_url(postgres_url: str) -> Iterator[str]:
     """A second fresh database beside ``postgres_url``, to restore into."""
-    admin_url = sa.make_url(os.environ["DESKPILOT_TEST_DATABASE_URL"])
-    name = f"{admin_url.database}_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(os.environ["DESKPILOT_TEST_DATABASE_URL"]) as url:
+        yield url
 
 
 def test_postgres_round_trip_through_the_cli(

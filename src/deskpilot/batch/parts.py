@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from deskpilot.data.io import FORMATS_BY_SUFFIX, Format, detect_format, iter_batches
+from deskpilot.data.io import FORMATS_BY_SUFFIX, Format, detect_format, iter_batches, open_parquet
 from deskpilot.errors import DataFileNotFoundError, DataFormatError, MissingColumnError, UsageError
 
 _SCAN_BLOCK = 1 << 20
@@ -295,9 +295,4 @@ def _csv_header(part: Path) -> tuple[str, ...]:
 def _parquet_file(part: Path) -> pq.ParquetFile:
     if part.stat().st_size == 0:
         raise DataFormatError(f"{part}: the file is empty (0 bytes)", details={"file": str(part)})
-    try:
-        return pq.ParquetFile(part)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataFormatError(
-            f"{part}: not a readable Parquet file ({exc})", details={"file": str(part)}
-        ) from exc
+    return open_parquet(part)

@@ -118,7 +118,7 @@ def count_rows(path: Path | str) -> int:
     path = Path(path)
     _check_readable(path)
     if detect_format(path) == "parquet":
-        return int(_open_parquet(path).metadata.num_rows)
+        return int(open_parquet(path).metadata.num_rows)
     with path.open("rb") as fh:
         lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
     return max(0, lines - (0 if detect_format(path) == "jsonl" else 1))
@@ -133,7 +133,7 @@ def iter_batches(path: Path | str, batch_rows: int) -> Iterator[pd.DataFrame]:
     _check_readable(path)
     fmt = detect_format(path)
     if fmt == "parquet":
-        for batch in _open_parquet(path).iter_batches(batch_size=batch_rows):
+        for batch in open_parquet(path).iter_batches(batch_size=batch_rows):
             yield _to_pandas(pa.Table.from_batches([batch]))
         return
     _reject_binary(path, _read_head(path))
@@ -408,7 +408,8 @@ def _jsonl_line_by_line(path: Path, raw: bytes) -> RawTable:
     )
 
 
-def _open_parquet(path: Path) -> pq.ParquetFile:
+def open_parquet(path: Path) -> pq.ParquetFile:
+    """The Parquet file at ``path``, or a DataFormatError naming it."""
     try:
         return pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -419,7 +420,7 @@ def _open_parquet(path: Path) -> pq.ParquetFile:
 
 def _read_parquet(path: Path) -> RawTable:
     try:
-        table = _open_parquet(path).read()
+        table = open_parquet(path).read()
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataFormatError(f"{path}: corrupt Parquet data ({exc})", details={"file": str(path)}) from exc
     frame = _to_pandas(table)

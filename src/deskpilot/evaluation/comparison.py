@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from deskpilot.evaluation.rendering import FILTERS, atomic_write, template_environment
-from deskpilot.evaluation.significance import McNemarResult, mcnemar, wilson
+from deskpilot.evaluation.significance import McNemarResult, Proportion, ci, mcnemar
 
 ROUTES = ("auto", "human")
 TOP_PAIRS = 10
@@ -37,39 +37,19 @@ HTML_FILE = "comparison.html"
 
 
 @dataclass(frozen=True)
-class Rate:
-    """A proportion with its 95% Wilson interval."""
-
-    successes: int
-    n: int
-
-    @property
-    def rate(self) -> float | None:
-        return self.successes / self.n if self.n else None
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson(self.successes, self.n)
-
-    def to_dict(self) -> dict[str, Any]:
-        low, high = self.interval
-        return {"successes": self.successes, "n": self.n, "rate": self.rate, "low": low, "high": high}
-
-
-@dataclass(frozen=True)
 class ComparisonReport:
     champion: str
     challenger: str
     rows: int
     scored_rows: int
-    agreement: Rate
+    agreement: Proportion
     transitions: dict[tuple[str, str], int]  # (champion route, challenger route) -> rows
-    champion_auto: Rate
-    challenger_auto: Rate
+    champion_auto: Proportion
+    challenger_auto: Proportion
     disagreements: list[tuple[str, str, int]]  # (champion intent, challenger intent, rows), most first
     labelled_rows: int
-    champion_accuracy: Rate | None
-    challenger_accuracy: Rate | None
+    champion_accuracy: Proportion | None
+    challenger_accuracy: Proportion | None
     mcnemar: McNemarResult | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,7 +80,7 @@ class ComparisonReport:
         }
 
 
-def _maybe(rate: Rate | None) -> dict[str, Any] | None:
+def _maybe(rate: Proportion | None) -> dict[str, Any] | None:
     return None if rate is None else rate.to_dict()
 
 
@@ -146,18 +126,18 @@ class ComparisonTally:
         if self.labelled:
             right_champion = self.outcomes[(True, True)] + self.outcomes[(True, False)]
             right_challenger = self.outcomes[(True, True)] + self.outcomes[(False, True)]
-            champion_accuracy = Rate(right_champion, self.labelled)
-            challenger_accuracy = Rate(right_challenger, self.labelled)
+            champion_accuracy = Proportion(right_champion, self.labelled)
+            challenger_accuracy = Proportion(right_challenger, self.labelled)
             test = mcnemar(*self._paired_outcomes())
         return ComparisonReport(
             champion=champion,
             challenger=challenger,
             rows=self.rows,
             scored_rows=self.scored,
-            agreement=Rate(self.agreed, self.scored),
+            agreement=Proportion(self.agreed, self.scored),
             transitions=dict(self.transitions),
-            champion_auto=Rate(auto_champion, self.rows),
-            challenger_auto=Rate(auto_challenger, self.rows),
+            champion_auto=Proportion(auto_champion, self.rows),
+            challenger_auto=Proportion(auto_challenger, self.rows),
             disagreements=[(a, b, n) for (a, b), n in ordered],
             labelled_rows=self.labelled,
             champion_accuracy=champion_accuracy,
@@ -176,14 +156,6 @@ class ComparisonTally:
 def _texts(values: pd.Series) -> list[str | None]:
     """Cells as text, with every kind of missing (None, NaN, NA, an empty CSV cell) as ``None``."""
     return [v if isinstance(v, str) and v != "" else None for v in values.tolist()]
-
-
-def ci(value: Rate | None) -> str:
-    """``91.2% [89.5%, 92.7%]``: a rate with its 95% Wilson interval."""
-    if value is None or value.rate is None:
-        return "n/a"
-    low, high = value.interval
-    return f"{value.rate:.1%} [{low:.1%}, {high:.1%}]"
 
 
 def summary_lines(report: ComparisonReport) -> list[str]:

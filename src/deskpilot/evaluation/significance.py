@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -97,3 +98,31 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     center = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
     return max(0.0, center - half), min(1.0, center + half)
+
+
+@dataclass(frozen=True)
+class Proportion:
+    """``successes`` of ``n``, with its 95% Wilson interval."""
+
+    successes: int
+    n: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.successes / self.n if self.n else None
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(self.successes, self.n)
+
+    def to_dict(self) -> dict[str, Any]:
+        low, high = self.interval
+        return {"successes": self.successes, "n": self.n, "rate": self.rate, "low": low, "high": high}
+
+
+def ci(value: Proportion | None) -> str:
+    """``91.2% [89.5%, 92.7%]``: a rate with its 95% Wilson interval, or ``n/a``."""
+    if value is None or value.rate is None:
+        return "n/a"
+    low, high = value.interval
+    return f"{value.rate:.1%} [{low:.1%}, {high:.1%}]"

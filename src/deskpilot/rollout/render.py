@@ -17,21 +17,14 @@ import jinja2
 
 from deskpilot.domain import ModelRef
 from deskpilot.evaluation.rendering import FILTERS, atomic_write, data_uri, template_environment
+from deskpilot.evaluation.significance import ci
 from deskpilot.rollout import plots
-from deskpilot.rollout.report import PairedAccuracy, Proportion, ShadowReport
+from deskpilot.rollout.report import PairedAccuracy, ShadowReport
 
 HTML_FILE = "report.html"
 MARKDOWN_FILE = "report.md"
 CONSOLE_INTENTS = 5
 LISTED_TENANTS = 20  # the feedback table lists the tenants with the most verdicts
-
-
-def ci(value: Proportion | None) -> str:
-    """``91.2% [89.5%, 92.7%]``: a rate with its 95% Wilson interval."""
-    if value is None or value.rate is None:
-        return "n/a"
-    low, high = value.interval
-    return f"{value.rate:.1%} [{low:.1%}, {high:.1%}]"
 
 
 def title_of(report: ShadowReport) -> str:

@@ -30,29 +30,11 @@ from typing import Any
 import numpy as np
 
 from deskpilot.domain import Route
-from deskpilot.evaluation.significance import McNemarResult, mcnemar, wilson
+from deskpilot.evaluation.significance import McNemarResult, Proportion, mcnemar
 from deskpilot.store.records import ShadowPair
 
 MIN_COUNT = 5
 SHIFT_EDGES = tuple(round(-1.0 + 0.05 * i, 2) for i in range(41))  # confidence shift lies in [-1, 1]
-
-
-@dataclass(frozen=True)
-class Proportion:
-    successes: int
-    n: int
-
-    @property
-    def rate(self) -> float | None:
-        return self.successes / self.n if self.n else None
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson(self.successes, self.n)
-
-    def to_dict(self) -> dict[str, Any]:
-        low, high = self.interval
-        return {"successes": self.successes, "n": self.n, "rate": self.rate, "low": low, "high": high}
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,17 @@ def evaluate_version(
         raise UsageError(f"{version.uri} on {data.source}: {exc}") from exc
 
 
+def _rows_of(settings: Settings, data: LabelledData) -> EvaluationData:
+    """The labelled rows of ``data``, redacted as the service redacts traffic."""
+    return load_evaluation_data(
+        settings,
+        data.path,
+        text_column=data.text_column,
+        label_column=data.label_column,
+        pii_patterns=data.pii_patterns,
+    )
+
+
 def score(
     settings: Settings,
     registry: ModelRegistry,
@@ -140,13 +151,7 @@ def score(
     """Evaluate the model (and, when asked, the current champion) on the same redacted rows."""
     ref = parse_model_uri(model_uri)
     version = registry.get(ref)
-    rows = load_evaluation_data(
-        settings,
-        data.path,
-        text_column=data.text_column,
-        label_column=data.label_column,
-        pii_patterns=data.pii_patterns,
-    )
+    rows = _rows_of(settings, data)
     suite = resolve_suite(data.path, data.suite)
     evaluation = evaluate_version(registry, ref, rows, suite, options)
     champion_ref = _champion_ref(registry, ref) if with_champion else None
@@ -209,13 +214,7 @@ def gate_model(
     )
     ref = parse_model_uri(model_uri)
     version = registry.get(ref)
-    rows = load_evaluation_data(
-        settings,
-        data.path,
-        text_column=data.text_column,
-        label_column=data.label_column,
-        pii_patterns=data.pii_patterns,
-    )
+    rows = _rows_of(settings, data)
     suite = resolve_suite(data.path, data.suite)
     model = registry.load(ref)
     champion_ref = _champion_ref(registry, ref)
